@@ -1,0 +1,40 @@
+"""One error tree for the whole project.
+
+Every exception a user can cause derives from :class:`EmgPoseError` and carries the HTTP status a
+service should answer with, so that the gateway and inference services map them to responses in one
+place (STYLE.md, habit 12). Messages say what was wrong and what would be right.
+"""
+
+from __future__ import annotations
+
+
+class EmgPoseError(Exception):
+    """Base of every project error; ``status`` is the HTTP status a service answers with."""
+
+    status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(EmgPoseError, ValueError):
+    """The caller's data or parameters break a stated rule (HTTP 422)."""
+
+    status = 422
+
+
+class DataFormatError(InvalidInput):
+    """A file does not follow the layout it claims (HTTP 422)."""
+
+
+class NotFound(EmgPoseError, LookupError):
+    """A named file, key, dataset or model does not exist (HTTP 404)."""
+
+    status = 404
+
+
+class StoreError(EmgPoseError):
+    """The object store failed in a way that is not the caller's fault (HTTP 503)."""
+
+    status = 503

@@ -1,0 +1,20 @@
+"""The preprocessing chain (CPU reference): band-pass, rectify, smooth, z-score, windows, features."""
+
+from emgpose.preprocess.config import PreprocessConfig
+from emgpose.preprocess.features import FEATURES, compute_features, feature_names
+from emgpose.preprocess.normalize import NormStats
+from emgpose.preprocess.signal import CausalChain, design_sos
+from emgpose.preprocess.windows import DROP_REASONS, WindowBatch, WindowStream
+
+__all__ = [
+    "DROP_REASONS",
+    "FEATURES",
+    "CausalChain",
+    "NormStats",
+    "PreprocessConfig",
+    "WindowBatch",
+    "WindowStream",
+    "compute_features",
+    "design_sos",
+    "feature_names",
+]

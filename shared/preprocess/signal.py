@@ -1,0 +1,110 @@
+"""The causal per-sample chain: band-pass (+ optional notch) -> rectify -> moving average.
+
+One implementation serves offline batches and live streams: every step is causal and carries its
+state between calls, so a session processed in one call or in arbitrary chunks gives the same result.
+Arrays are ``(n_samples, n_channels)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import signal
+
+from emgpose.errors import InvalidInput
+from emgpose.preprocess.config import PreprocessConfig
+
+
+def design_sos(config: PreprocessConfig, sample_rate: float, source: str = "") -> np.ndarray | None:
+    """SOS coefficients of the band-pass and notch, or ``None`` when both are disabled.
+
+    Refuses a band the sampling rate cannot carry: the high edge must stay below Nyquist.
+    """
+    where = f"{source}: " if source else ""
+    nyquist = sample_rate / 2.0
+    sections = []
+    band = config.bandpass
+    if band.enabled:
+        if band.high_hz >= nyquist:
+            raise InvalidInput(
+                f"{where}band-pass high edge {band.high_hz:g} Hz needs sample_rate > {2 * band.high_hz:g} Hz, "
+                f"but the data is sampled at {sample_rate:g} Hz; set bandpass.high_hz below "
+                f"{nyquist:g} or bandpass.enabled: false"
+            )
+        sections.append(
+            signal.butter(band.order, [band.low_hz, band.high_hz], btype="bandpass", fs=sample_rate, output="sos")
+        )
+    notch = config.notch
+    if notch.enabled:
+        if notch.freq_hz >= nyquist:
+            raise InvalidInput(
+                f"{where}notch at {notch.freq_hz:g} Hz is above Nyquist ({nyquist:g} Hz) for "
+                f"sample_rate {sample_rate:g} Hz; disable notch or fix freq_hz"
+            )
+        b, a = signal.iirnotch(notch.freq_hz, notch.quality, fs=sample_rate)
+        sections.append(signal.tf2sos(b, a))
+    return np.vstack(sections) if sections else None
+
+
+@dataclass
+class ChainOutput:
+    filtered: np.ndarray  # band-passed EMG, (n, C)
+    envelope: np.ndarray  # rectified and smoothed, (n, C)
+    invalid: np.ndarray  # (n,) bool: a channel was NaN/inf at this sample
+
+
+class CausalChain:
+    """Stateful band-pass -> rectify -> moving average over ``(n, C)`` chunks.
+
+    NaN/inf samples are replaced by zero before filtering (so the state stays finite) and flagged in
+    ``ChainOutput.invalid``; the window stage drops windows that touch them.
+    """
+
+    def __init__(self, config: PreprocessConfig, sample_rate: float, num_channels: int, source: str = ""):
+        if num_channels < 1:
+            raise InvalidInput(f"{source}: need at least one EMG channel, got {num_channels}")
+        self.config = config
+        self.sample_rate = sample_rate
+        self.num_channels = num_channels
+        self.sos = design_sos(config, sample_rate, source)
+        self._ma = config.moving_average
+        self.reset()
+
+    def reset(self) -> None:
+        self._zi: np.ndarray | None = None
+        # Running sum of the last (ma - 1) rectified samples, and those samples themselves.
+        self._history = np.zeros((self._ma - 1, self.num_channels), dtype=np.float64)
+
+    def process(self, emg: np.ndarray) -> ChainOutput:
+        x = np.asarray(emg, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.num_channels:
+            raise InvalidInput(f"EMG must be (samples, {self.num_channels} channels), got shape {x.shape}")
+        finite = np.isfinite(x)
+        invalid = ~finite.all(axis=1)
+        if invalid.any():
+            x = np.where(finite, x, 0.0)
+        filtered = self._filter(x)
+        rectified = np.abs(filtered) if self.config.rectify else filtered
+        return ChainOutput(filtered=filtered, envelope=self._smooth(rectified), invalid=invalid)
+
+    def _filter(self, x: np.ndarray) -> np.ndarray:
+        if self.sos is None or len(x) == 0:
+            return x
+        if self._zi is None:
+            # Start in steady state for the first sample's level, so a DC offset does not ring.
+            zi = signal.sosfilt_zi(self.sos)[:, :, None]
+            self._zi = zi * x[0][None, None, :]
+        y, self._zi = signal.sosfilt(self.sos, x, axis=0, zi=self._zi)
+        return y
+
+    def _smooth(self, r: np.ndarray) -> np.ndarray:
+        n_hist = self._ma - 1
+        if n_hist == 0 or len(r) == 0:
+            return r
+        padded = np.concatenate([self._history, r], axis=0)
+        csum = np.cumsum(padded, axis=0)
+        out = csum[n_hist:].copy()
+        out[1:] -= csum[: len(r) - 1]
+        self._history = padded[len(padded) - n_hist :].copy()
+        return out / self._ma

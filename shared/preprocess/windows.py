@@ -1,0 +1,149 @@
+"""Sliding windows over the causal chain, fed chunk by chunk (offline files and live streams alike).
+
+Windows are ``(n_windows, n_channels, n_samples)`` (LibEMG's convention). Window ``k`` ends at sample
+``length - 1 + k * stride`` of the stream; its target is the joint-angle vector (or label) at that last
+sample, so a prediction never looks ahead. Windows that touch invalid EMG or an IK failure, or whose
+target is NaN/inf, are kept in the batch with a non-zero ``reason`` so callers can count and drop them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from emgpose.errors import InvalidInput
+from emgpose.preprocess.config import PreprocessConfig
+from emgpose.preprocess.features import FEATURES, compute_features
+from emgpose.preprocess.normalize import NormStats
+from emgpose.preprocess.signal import CausalChain
+
+DROP_REASONS = ("kept", "emg_invalid", "target_invalid", "ik_failure")
+KEPT, EMG_INVALID, TARGET_INVALID, IK_FAILURE = range(4)
+
+
+@dataclass
+class WindowBatch:
+    end_index: np.ndarray  # (n,) int64: index of the last sample, counted from the stream's start
+    end_time: np.ndarray  # (n,) float64
+    features: np.ndarray  # (n, n_features) float32
+    targets: np.ndarray | None  # (n, J) float64, raw units
+    label: np.ndarray | None  # (n,) int64
+    reason: np.ndarray  # (n,) int8, index into DROP_REASONS; 0 = usable
+
+    def __len__(self) -> int:
+        return int(self.end_index.shape[0])
+
+    @property
+    def kept(self) -> np.ndarray:
+        return self.reason == KEPT
+
+
+def ik_failures(targets: np.ndarray, tol: float) -> np.ndarray:
+    """Samples whose angles are all (close to) zero: inverse-kinematics failures."""
+    return (np.abs(targets) <= tol).all(axis=1)
+
+
+class WindowStream:
+    """Feeds EMG (and targets) through the chain, z-scores, and yields each new window's features."""
+
+    def __init__(
+        self,
+        config: PreprocessConfig,
+        sample_rate: float,
+        num_channels: int,
+        stats: NormStats,
+        *,
+        num_targets: int = 0,
+        with_label: bool = False,
+        source: str = "",
+    ) -> None:
+        self.config = config
+        self.length, self.stride = config.window.samples(sample_rate)
+        self.chain = CausalChain(config, sample_rate, num_channels, source)
+        self.stats = stats
+        self.num_targets = num_targets
+        self.with_label = with_label
+        self.num_channels = num_channels
+        self._signals = {FEATURES[name].signal for name in config.features}
+        keep = self.length - 1
+        self._buf = {s: np.zeros((0, num_channels)) for s in self._signals}
+        self._buf_invalid = np.zeros(0, dtype=bool)
+        self._buf_ik = np.zeros(0, dtype=bool)
+        self._keep = keep
+        self.seen = 0  # samples fed with emit=True
+
+    def warm_up(self, emg: np.ndarray) -> None:
+        """Runs samples through the filters only (pre-roll before a time range); no windows."""
+        self.chain.process(emg)
+
+    def push(
+        self,
+        emg: np.ndarray,
+        time: np.ndarray,
+        targets: np.ndarray | None = None,
+        label: np.ndarray | None = None,
+    ) -> WindowBatch:
+        n = len(emg)
+        if len(time) != n:
+            raise InvalidInput(f"time has {len(time)} samples but EMG has {n}")
+        out = self.chain.process(emg)
+        signals = {}
+        if "filtered" in self._signals:
+            signals["filtered"] = self.stats.scale_filtered(out.filtered)
+        if "envelope" in self._signals:
+            signals["envelope"] = self.stats.scale_envelope(out.envelope)
+        ik = np.zeros(n, dtype=bool)
+        if self.num_targets and targets is not None:
+            ik = ik_failures(targets, self.config.ik_failure_tol)
+
+        base = self.seen - len(self._buf_invalid)  # stream index of the first buffered sample
+        joined = {s: np.concatenate([self._buf[s], signals[s]]) for s in self._signals}
+        invalid = np.concatenate([self._buf_invalid, out.invalid])
+        ik_all = np.concatenate([self._buf_ik, ik])
+        ends = self._window_ends(n)
+        batch = self._make_batch(ends, base, joined, invalid, ik_all, time, targets, label)
+
+        for s in self._signals:
+            self._buf[s] = joined[s][len(joined[s]) - min(self._keep, len(joined[s])) :]
+        self._buf_invalid = invalid[len(invalid) - min(self._keep, len(invalid)) :]
+        self._buf_ik = ik_all[len(ik_all) - min(self._keep, len(ik_all)) :]
+        self.seen += n
+        return batch
+
+    def _window_ends(self, n: int) -> np.ndarray:
+        first = self.length - 1
+        k0 = max(0, -(-(self.seen - first) // self.stride))
+        start = first + k0 * self.stride
+        return np.arange(start, self.seen + n, self.stride, dtype=np.int64)
+
+    def _make_batch(self, ends, base, joined, invalid, ik_all, time, targets, label) -> WindowBatch:
+        local_end = ends - base  # index into the joined arrays
+        starts = local_end - (self.length - 1)
+        n_features = len(self.config.features) * self.num_channels
+        if len(ends):
+            windows = {
+                s: sliding_window_view(joined[s], self.length, axis=0)[starts] for s in self._signals
+            }
+            features = compute_features(windows, self.config.features, self.config.zc_threshold)
+        else:
+            features = np.zeros((0, n_features), dtype=np.float32)
+        in_chunk = ends - self.seen  # index into this chunk's own arrays
+        reason = np.zeros(len(ends), dtype=np.int8)
+        tgt = None
+        if self.num_targets and targets is not None:
+            tgt = np.asarray(targets, dtype=np.float64)[in_chunk]
+            ik_csum = np.concatenate([[0], np.cumsum(ik_all)])
+            reason[(ik_csum[local_end + 1] - ik_csum[starts]) > 0] = IK_FAILURE
+            reason[~np.isfinite(tgt).all(axis=1)] = TARGET_INVALID
+        bad = np.concatenate([[0], np.cumsum(invalid)])
+        reason[(bad[local_end + 1] - bad[starts]) > 0] = EMG_INVALID
+        return WindowBatch(
+            end_index=ends,
+            end_time=np.asarray(time, dtype=np.float64)[in_chunk],
+            features=features,
+            targets=tgt,
+            label=None if label is None else np.asarray(label, dtype=np.int64)[in_chunk],
+            reason=reason,
+        )
