@@ -25,6 +25,7 @@ class SessionEntry:
     row: MetadataRow
     info: SessionInfo
     path: str  # local file path (S3 objects are fetched once into the dataset's cache)
+    url: str  # where the file lives, for messages
     start_index: int  # the metadata time range as sample indices [start_index, stop_index)
     stop_index: int
 
@@ -90,7 +91,9 @@ class Dataset(contextlib.AbstractContextManager):
                 f"{self.store.url(row.file)}: time range [{row.start}, {row.end}] from {METADATA_FILE} "
                 f"selects no samples (the file spans {info.start} to {info.end})"
             )
-        return SessionEntry(row=row, info=info, path=path, start_index=i0, stop_index=i1)
+        return SessionEntry(
+            row=row, info=info, path=path, url=self.store.url(row.file), start_index=i0, stop_index=i1
+        )
 
     def _common_layout(self) -> DatasetLayout:
         first = self.sessions[0].info

@@ -67,7 +67,7 @@ def _process_session(
         stats,
         num_targets=len(layout.joint_names),
         with_label=layout.has_label,
-        source=entry.row.file,
+        source=entry.url,
     )
     counts = SessionCounts()
     with dataset.open(entry) as reader:

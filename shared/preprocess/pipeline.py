@@ -57,7 +57,7 @@ def check_invalid_share(entry: SessionEntry, invalid: int, config: PreprocessCon
     share = invalid / max(entry.samples, 1)
     if share > config.max_invalid_emg_fraction:
         raise DataFormatError(
-            f"{entry.row.file}: {share:.1%} of EMG samples in the selected range are NaN/inf, more than "
+            f"{entry.url}: {share:.1%} of EMG samples in the selected range are NaN/inf, more than "
             f"max_invalid_emg_fraction={config.max_invalid_emg_fraction:.1%}; clean the file, drop it "
             f"from metadata.csv, or raise the limit"
         )
@@ -82,7 +82,7 @@ def compute_stats(
         raise DataFormatError(f"{dataset.uri}: metadata.csv has no session with split 'train' for statistics")
     filt, env, tgt = (RunningStats(layout.num_channels), RunningStats(layout.num_channels), RunningStats(n_targets))
     for entry in train:
-        chain = CausalChain(config, layout.sample_rate, layout.num_channels, entry.row.file)
+        chain = CausalChain(config, layout.sample_rate, layout.num_channels, entry.url)
         invalid = 0
         with dataset.open(entry) as reader:
             for chunk in reader.iter_chunks(config.chunk_samples, preroll_start(entry, config), entry.stop_index):
