@@ -30,10 +30,23 @@ from emgpose.formats.metadata import METADATA_FILE, MetadataRow, write_metadata
 from emgpose.formats.session import SessionWriter
 from emgpose.store import open_store
 
-STAGES = ("FingerFreeform", "HandClawGraspFlicks", "CountingUpDown", "ThumbsSwirls", "WristFlexion", "Pinches")
+STAGES = (
+    "FingerFreeform",
+    "HandClawGraspFlicks",
+    "CountingUpDown",
+    "ThumbsSwirls",
+    "WristFlexion",
+    "Pinches",
+)
 _BOUNDS = {  # radians, by joint suffix
-    "CMC_FE": (-0.3, 0.8), "CMC_AA": (0.0, 1.0), "THUMB_MCP_FE": (0.0, 1.0), "IP_FE": (-0.2, 1.3),
-    "MCP_AA": (-0.35, 0.35), "MCP_FE": (-0.35, 1.57), "PIP_FE": (0.0, 1.75), "DIP_FE": (0.0, 1.4),
+    "CMC_FE": (-0.3, 0.8),
+    "CMC_AA": (0.0, 1.0),
+    "THUMB_MCP_FE": (0.0, 1.0),
+    "IP_FE": (-0.2, 1.3),
+    "MCP_AA": (-0.35, 0.35),
+    "MCP_FE": (-0.35, 1.57),
+    "PIP_FE": (0.0, 1.75),
+    "DIP_FE": (0.0, 1.4),
 }
 LATENTS = 4
 EPOCH = 1_600_000_000.0  # unix seconds of the first synthetic session

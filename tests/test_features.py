@@ -2,9 +2,13 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numpy.lib.stride_tricks import sliding_window_view
 
 from emgpose.errors import InvalidInput
 from emgpose.preprocess import FEATURES, PreprocessConfig, compute_features, feature_names
+from emgpose.preprocess.features import compute_stream_features
 
 W = np.array([[[1.0, -1.0, 2.0, -2.0]]])  # one window, one channel
 
@@ -62,3 +66,23 @@ def test_registry_has_the_required_features():
 def test_unknown_feature_is_refused_naming_the_choices():
     with pytest.raises(InvalidInput, match=r"features.*unknown features \['kurtosis'\]"):
         PreprocessConfig.from_dict({"features": ["mav", "kurtosis"]})
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(3, 300),
+    length=st.integers(3, 60),
+    stride=st.integers(1, 30),
+    threshold=st.sampled_from([0.0, 0.3]),
+    seed=st.integers(0, 2**16),
+)
+def test_stream_fast_path_equals_the_window_functions(n, length, stride, threshold, seed):
+    x = np.random.default_rng(seed).normal(size=(n, 3))
+    starts = np.arange(0, max(n - length + 1, 0), stride)
+    if len(starts) == 0:
+        return
+    names = tuple(FEATURES)
+    windows = sliding_window_view(x, length, axis=0)[starts]
+    reference = compute_features({"filtered": windows, "envelope": windows}, names, threshold)
+    fast = compute_stream_features({"filtered": x, "envelope": x}, starts, length, names, threshold)
+    np.testing.assert_allclose(fast, reference, rtol=1e-4, atol=1e-4)

@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 
 from emgpose.errors import DataFormatError, NotFound
-from emgpose.formats import EMG2POSE_JOINTS, MetadataRow, SessionReader, SessionWriter, read_metadata, write_metadata
+from emgpose.formats import (
+    EMG2POSE_JOINTS,
+    MetadataRow,
+    SessionReader,
+    SessionWriter,
+    read_metadata,
+    write_metadata,
+)
 
 
 def _write(path, n=5000, channels=16, joints=EMG2POSE_JOINTS, label=False, chunk=1000):
@@ -13,11 +20,24 @@ def _write(path, n=5000, channels=16, joints=EMG2POSE_JOINTS, label=False, chunk
     emg = np.random.default_rng(0).normal(size=(n, channels)).astype(np.float32)
     angles = np.linspace(0, 1, n * len(joints)).reshape(n, len(joints)) if joints else None
     lab = (np.arange(n) // 1000).astype(np.int32) if label else None
-    with SessionWriter(path, sample_rate=2000.0, num_channels=channels, joint_names=joints,
-                       with_label=label, user="u1", stage="s1", session="x", side="left") as w:
+    with SessionWriter(
+        path,
+        sample_rate=2000.0,
+        num_channels=channels,
+        joint_names=joints,
+        with_label=label,
+        user="u1",
+        stage="s1",
+        session="x",
+        side="left",
+    ) as w:
         for i in range(0, n, chunk):
-            w.append(t[i:i + chunk], emg[i:i + chunk],
-                     None if angles is None else angles[i:i + chunk], None if lab is None else lab[i:i + chunk])
+            w.append(
+                t[i : i + chunk],
+                emg[i : i + chunk],
+                None if angles is None else angles[i : i + chunk],
+                None if lab is None else lab[i : i + chunk],
+            )
     return t, emg, angles, lab
 
 
@@ -75,7 +95,10 @@ def test_file_is_invisible_until_closed(tmp_path):
     [
         (lambda f: f.move("emg2pose", "other"), "missing HDF5 group 'emg2pose'"),
         (lambda f: f["emg2pose"].attrs.__delitem__("sample_rate"), "'sample_rate' is required"),
-        (lambda f: f["emg2pose"].attrs.__setitem__("num_channels", 3), "num_channels=3 but field 'emg' has 16"),
+        (
+            lambda f: f["emg2pose"].attrs.__setitem__("num_channels", 3),
+            "num_channels=3 but field 'emg' has 16",
+        ),
         (lambda f: f["emg2pose"].attrs.__setitem__("joint_names", ["A", "B"]), "2 names for 20 joint angles"),
     ],
 )
@@ -98,8 +121,10 @@ def test_missing_and_non_hdf5_files(tmp_path):
 
 
 def test_metadata_round_trip_and_validation():
-    rows = [MetadataRow("a", split="train", user="u", start=1.5, end=9.0),
-            MetadataRow("b", split="test", generalization="user", held_out_user=True)]
+    rows = [
+        MetadataRow("a", split="train", user="u", start=1.5, end=9.0),
+        MetadataRow("b", split="test", generalization="user", held_out_user=True),
+    ]
     assert read_metadata(write_metadata(rows)) == rows
     with pytest.raises(DataFormatError, match="line 2: column 'split' must be one of"):
         read_metadata("filename,split\na,training\n")

@@ -46,7 +46,9 @@ def test_outputs_are_complete_and_consistent(done, synth_dir):
     summary, out = done
     rows = read_metadata((synth_dir / "metadata.csv").read_text())
     keys = open_store(str(out)).list()
-    assert keys == sorted(["master.parquet", "stats.json", "summary.json"] + [f"sessions/{r.filename}.parquet" for r in rows])
+    assert keys == sorted(
+        ["master.parquet", "stats.json", "summary.json"] + [f"sessions/{r.filename}.parquet" for r in rows]
+    )
     master = pq.read_table(out / "master.parquet")
     assert master.num_rows == sum(s["windows_kept"] for s in summary["sessions"]) > 0
     assert [c for c in master.column_names if c.startswith("f_")] == summary["feature_names"]
@@ -127,11 +129,16 @@ def test_missing_file_fails_before_anything_is_written(data_dir, tmp_path):
 
 
 def test_rate_too_low_for_the_band(tmp_path):
-    write_dataset(SynthConfig(users=2, stages=2, sessions=1, duration_s=3.0, sample_rate=500.0), str(tmp_path / "d"))
+    write_dataset(
+        SynthConfig(users=2, stages=2, sessions=1, duration_s=3.0, sample_rate=500.0), str(tmp_path / "d")
+    )
     with pytest.raises(InvalidInput, match=r"\.hdf5: band-pass high edge 450 Hz needs sample_rate > 900 Hz"):
         run_preprocess(str(tmp_path / "d"), str(tmp_path / "out"))
     config = PreprocessConfig(bandpass={"high_hz": 200.0})
-    assert run_preprocess(str(tmp_path / "d"), str(tmp_path / "out"), config)["counts"]["train"]["windows_kept"] > 0
+    assert (
+        run_preprocess(str(tmp_path / "d"), str(tmp_path / "out"), config)["counts"]["train"]["windows_kept"]
+        > 0
+    )
 
 
 def test_nan_heavy_file_is_refused_and_old_outputs_survive(data_dir, tmp_path):
@@ -144,7 +151,9 @@ def test_nan_heavy_file_is_refused_and_old_outputs_survive(data_dir, tmp_path):
         rows = ds[:]
         rows["emg"][1000:2000, 3] = np.nan  # a sixth of the session
         ds[:] = rows
-    with pytest.raises(DataFormatError, match=r"user02_session0_FingerFreeform.hdf5: 25.0% of EMG samples.*NaN"):
+    with pytest.raises(
+        DataFormatError, match=r"user02_session0_FingerFreeform.hdf5: 25.0% of EMG samples.*NaN"
+    ):
         run_preprocess(str(data_dir), str(out))
     assert _snapshot(out) == before
 
@@ -184,7 +193,9 @@ def test_time_range_outside_the_file(data_dir, tmp_path):
 def test_bad_config_file_names_the_setting(tmp_path):
     path = tmp_path / "pre.yaml"
     path.write_text("bandpass:\n  low_hz: 500\n  high_hz: 450\nwindow:\n  lenght: 100\n")
-    with pytest.raises(InvalidInput, match=r"pre.yaml: bandpass: .*low_hz \(500.0\) must be below.*window.lenght"):
+    with pytest.raises(
+        InvalidInput, match=r"pre.yaml: bandpass: .*low_hz \(500.0\) must be below.*window.lenght"
+    ):
         PreprocessConfig.load(path)
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from emgpose.formats import SessionReader, read_metadata
-from emgpose.synth import Anatomy, SynthConfig, generate_session, joint_bounds, plan, write_dataset
 from emgpose.formats.joints import EMG2POSE_JOINTS
+from emgpose.synth import Anatomy, SynthConfig, generate_session, joint_bounds, plan, write_dataset
 
 
 def _session(seed=0, user=0, stage=0, duration=6.0):
@@ -23,8 +23,9 @@ def test_same_seed_same_data_and_other_seed_differs():
 
 def test_angles_are_smooth_bounded_with_ik_failures():
     config = SynthConfig(duration_s=60.0, ik_failure_share=0.03)
-    _, _, angles = (np.concatenate([p[i] for p in generate_session(config, Anatomy(config), 0, 0, 0)])
-                    for i in range(3))
+    _, _, angles = (
+        np.concatenate([p[i] for p in generate_session(config, Anatomy(config), 0, 0, 0)]) for i in range(3)
+    )
     failed = (angles == 0).all(axis=1)
     assert 0.005 < failed.mean() < 0.1
     ok = angles[~failed]

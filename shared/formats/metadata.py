@@ -75,8 +75,7 @@ def read_metadata(text: str, source: str = METADATA_FILE) -> list[MetadataRow]:
         gen = (raw.get("generalization") or "").strip()
         if gen not in GENERALIZATIONS:
             raise DataFormatError(
-                f"{where}: column 'generalization' must be one of {GENERALIZATIONS[1:]} or empty, "
-                f"got {gen!r}"
+                f"{where}: column 'generalization' must be one of {GENERALIZATIONS[1:]} or empty, got {gen!r}"
             )
         flags = {}
         for col in ("held_out_user", "held_out_stage"):
@@ -96,7 +95,9 @@ def read_metadata(text: str, source: str = METADATA_FILE) -> list[MetadataRow]:
                 start=start,
                 end=end,
                 **flags,
-                **{k: (raw.get(k) or "").strip() for k in ("user", "session", "stage", "side", "moving_hand")},
+                **{
+                    k: (raw.get(k) or "").strip() for k in ("user", "session", "stage", "side", "moving_hand")
+                },
             )
         )
     if not rows:

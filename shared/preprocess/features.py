@@ -5,6 +5,11 @@ Each feature reads one of two signals of the chain: ``envelope`` (rectified, smo
 features (MAV, WL, ZC, SSC) and RMS are defined on the filtered signal, as in LibEMG; a feature of the
 rectified envelope is the plan's "processed EMG channel" summarised over the window.
 Every function returns ``(n_windows, n_channels)``.
+
+Most features are sums over the window of a per-sample term (|x|, x², |x[i+1] - x[i]|, a crossing
+indicator, ...). For those the registry also states the term, so a stream computes each term once per
+sample and every window's sum from a running (prefix) sum, instead of once per overlapping window:
+:func:`compute_stream_features` is that fast path, tested equal to the window functions.
 """
 
 from __future__ import annotations
@@ -18,12 +23,25 @@ import numpy as np
 Signal = Literal["envelope", "filtered"]
 
 
+Term = Callable[[np.ndarray, float], np.ndarray]
+
+
 @dataclass(frozen=True)
 class Feature:
+    """A window feature; ``term``/``span``/``finish`` describe it as a sum of per-sample terms.
+
+    ``term(x, threshold)`` maps ``(n, C)`` samples to ``(n - span, C)`` terms, term ``i`` covering
+    samples ``i .. i + span``; the feature is ``finish(sum of the window's terms, window length)``.
+    Features without a term (``env_last``) are read directly at the window's last sample.
+    """
+
     name: str
     signal: Signal
     fn: Callable[[np.ndarray, float], np.ndarray]  # (windows, threshold) -> (n_windows, n_channels)
     doc: str
+    term: Term | None = None
+    span: int = 0
+    finish: Callable[[np.ndarray, int], np.ndarray] | None = None
 
 
 def env_mean(w: np.ndarray, threshold: float = 0.0) -> np.ndarray:
@@ -58,16 +76,46 @@ def ssc(w: np.ndarray, threshold: float = 0.0) -> np.ndarray:
     return change.sum(axis=-1).astype(np.float64)
 
 
+def _mean(total: np.ndarray, length: int) -> np.ndarray:
+    return total / length
+
+
+def _root_mean(total: np.ndarray, length: int) -> np.ndarray:
+    return np.sqrt(np.maximum(total, 0.0) / length)
+
+
+def _total(total: np.ndarray, length: int) -> np.ndarray:
+    return total
+
+
+def _zc_term(x: np.ndarray, threshold: float) -> np.ndarray:
+    a, b = x[:-1], x[1:]
+    return ((a * b < 0) & (np.abs(a - b) >= threshold)).astype(np.float64)
+
+
+def _ssc_term(x: np.ndarray, threshold: float) -> np.ndarray:
+    mid = x[1:-1]
+    return ((mid - x[:-2]) * (mid - x[2:]) > threshold).astype(np.float64)
+
+
 FEATURES: dict[str, Feature] = {
     f.name: f
     for f in (
-        Feature("env_mean", "envelope", env_mean, "mean of the smoothed envelope"),
+        Feature("env_mean", "envelope", env_mean, "mean of the smoothed envelope", lambda x, t: x, 0, _mean),
         Feature("env_last", "envelope", env_last, "envelope at the window's last sample"),
-        Feature("mav", "filtered", mav, "mean absolute value"),
-        Feature("rms", "filtered", rms, "root mean square"),
-        Feature("wl", "filtered", wl, "waveform length: sum of |x[i+1] - x[i]|"),
-        Feature("zc", "filtered", zc, "zero crossings (amplitude step >= threshold)"),
-        Feature("ssc", "filtered", ssc, "slope sign changes (product > threshold)"),
+        Feature("mav", "filtered", mav, "mean absolute value", lambda x, t: np.abs(x), 0, _mean),
+        Feature("rms", "filtered", rms, "root mean square", lambda x, t: np.square(x), 0, _root_mean),
+        Feature(
+            "wl",
+            "filtered",
+            wl,
+            "waveform length: sum of |x[i+1] - x[i]|",
+            lambda x, t: np.abs(np.diff(x, axis=0)),
+            1,
+            _total,
+        ),
+        Feature("zc", "filtered", zc, "zero crossings (amplitude step >= threshold)", _zc_term, 1, _total),
+        Feature("ssc", "filtered", ssc, "slope sign changes (product > threshold)", _ssc_term, 2, _total),
     )
 }
 
@@ -82,4 +130,38 @@ def compute_features(
 ) -> np.ndarray:
     """``(n_windows, n_features * n_channels)`` float32 matrix from windows of each signal."""
     columns = [FEATURES[name].fn(windows[FEATURES[name].signal], threshold) for name in features]
+    return np.concatenate(columns, axis=1).astype(np.float32, copy=False)
+
+
+def compute_stream_features(
+    signals: dict[Signal, np.ndarray],
+    starts: np.ndarray,
+    length: int,
+    features: tuple[str, ...],
+    threshold: float = 0.0,
+) -> np.ndarray:
+    """The same matrix as :func:`compute_features`, from whole ``(n, C)`` signals and window starts.
+
+    Each term is computed once per sample; window sums come from prefix sums (O(n) per feature,
+    whatever the overlap of the windows).
+    """
+    ends = starts + length - 1
+    columns = []
+    for name in features:
+        feature = FEATURES[name]
+        x = signals[feature.signal]
+        if feature.term is None:
+            windows = x[ends][:, :, None]  # only the last sample is needed
+            columns.append(feature.fn(windows, threshold))
+            continue
+        if length <= feature.span:  # the window is shorter than one term: an empty sum
+            columns.append(feature.finish(np.zeros((len(starts), x.shape[1])), length))
+            continue
+        terms = feature.term(x, threshold)
+        prefix = np.empty((len(terms) + 1, x.shape[1]), dtype=np.float64)
+        prefix[0] = 0.0
+        np.cumsum(terms, axis=0, out=prefix[1:])
+        # Term i covers samples i..i+span: the window [start, end] holds terms start..end-span.
+        total = prefix[ends - feature.span + 1] - prefix[starts]
+        columns.append(feature.finish(total, length))
     return np.concatenate(columns, axis=1).astype(np.float32, copy=False)

@@ -213,7 +213,11 @@ def _summary(dataset, config, stats, per_session, window, out_uri) -> dict[str, 
     return {
         "format": SUMMARY_FORMAT,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "input": {"uri": dataset.uri, "metadata_sha256": dataset.metadata_sha256, "sessions": len(per_session)},
+        "input": {
+            "uri": dataset.uri,
+            "metadata_sha256": dataset.metadata_sha256,
+            "sessions": len(per_session),
+        },
         "output": {"uri": out_uri, "master": MASTER_KEY, "stats": STATS_KEY},
         "config": config.model_dump(mode="json"),
         "sample_rate": layout.sample_rate,
@@ -227,5 +231,9 @@ def _summary(dataset, config, stats, per_session, window, out_uri) -> dict[str, 
         "counts": splits,
         "sessions": per_session,
         "stats": stats.to_dict(),
-        "versions": {"emgpose": emgpose.__version__, "numpy": np.__version__, "python": platform.python_version()},
+        "versions": {
+            "emgpose": emgpose.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
     }

@@ -62,7 +62,9 @@ class NormStats:
             filtered_std=_safe_std(filtered.std()).tolist(),
             envelope_mean=envelope.mean.tolist(),
             envelope_std=_safe_std(envelope.std()).tolist(),
-            target_mean=target.mean.tolist() if target.count.size and target.count.min() > 0 else [0.0] * target.mean.size,
+            target_mean=target.mean.tolist()
+            if target.count.size and target.count.min() > 0
+            else [0.0] * target.mean.size,
             target_std=_safe_std(target.std()).tolist(),
             samples=int(filtered.count.max()) if filtered.count.size else 0,
         )

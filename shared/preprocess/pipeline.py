@@ -26,7 +26,7 @@ from emgpose.preprocess.dataset import Dataset, DatasetLayout, SessionEntry
 from emgpose.preprocess.features import feature_names
 from emgpose.preprocess.normalize import NormStats, RunningStats
 from emgpose.preprocess.signal import CausalChain
-from emgpose.preprocess.windows import DROP_REASONS, KEPT, WindowBatch, WindowStream, ik_failures
+from emgpose.preprocess.windows import DROP_REASONS, KEPT, WindowBatch, ik_failures
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,11 @@ def preroll_start(entry: SessionEntry, config: PreprocessConfig) -> int:
 
 
 def compute_stats(
-    dataset: Dataset, config: PreprocessConfig, progress: Progress = no_progress, done: int = 0, total: int = 0
+    dataset: Dataset,
+    config: PreprocessConfig,
+    progress: Progress = no_progress,
+    done: int = 0,
+    total: int = 0,
 ) -> NormStats:
     """Z-score statistics from the training split only (pass 1)."""
     layout = dataset.layout
@@ -80,12 +84,18 @@ def compute_stats(
     train = dataset.split("train")
     if not train:
         raise DataFormatError(f"{dataset.uri}: metadata.csv has no session with split 'train' for statistics")
-    filt, env, tgt = (RunningStats(layout.num_channels), RunningStats(layout.num_channels), RunningStats(n_targets))
+    filt, env, tgt = (
+        RunningStats(layout.num_channels),
+        RunningStats(layout.num_channels),
+        RunningStats(n_targets),
+    )
     for entry in train:
         chain = CausalChain(config, layout.sample_rate, layout.num_channels, entry.url)
         invalid = 0
         with dataset.open(entry) as reader:
-            for chunk in reader.iter_chunks(config.chunk_samples, preroll_start(entry, config), entry.stop_index):
+            for chunk in reader.iter_chunks(
+                config.chunk_samples, preroll_start(entry, config), entry.stop_index
+            ):
                 out = chain.process(chunk.emg)
                 in_range = np.arange(chunk.offset, chunk.offset + len(chunk)) >= entry.start_index
                 good = in_range & ~out.invalid
@@ -135,7 +145,9 @@ class Columns:
 
     @property
     def schema(self) -> pa.Schema:
-        fields = [pa.field(name, pa.string()) for name in ("session", "user", "stage", "split", "generalization")]
+        fields = [
+            pa.field(name, pa.string()) for name in ("session", "user", "stage", "split", "generalization")
+        ]
         fields += [pa.field("window_end", pa.int64()), pa.field("t_end", pa.float64())]
         fields += [pa.field(name, pa.float32()) for name in self.features]
         fields += [pa.field(f"y_{j}", pa.float64()) for j in self.joints]

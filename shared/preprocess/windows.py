@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from emgpose.errors import InvalidInput
 from emgpose.preprocess.config import PreprocessConfig
-from emgpose.preprocess.features import FEATURES, compute_features
+from emgpose.preprocess.features import FEATURES, compute_stream_features
 from emgpose.preprocess.normalize import NormStats
 from emgpose.preprocess.signal import CausalChain
 
@@ -123,10 +122,9 @@ class WindowStream:
         starts = local_end - (self.length - 1)
         n_features = len(self.config.features) * self.num_channels
         if len(ends):
-            windows = {
-                s: sliding_window_view(joined[s], self.length, axis=0)[starts] for s in self._signals
-            }
-            features = compute_features(windows, self.config.features, self.config.zc_threshold)
+            features = compute_stream_features(
+                joined, starts, self.length, self.config.features, self.config.zc_threshold
+            )
         else:
             features = np.zeros((0, n_features), dtype=np.float32)
         in_chunk = ends - self.seen  # index into this chunk's own arrays
