@@ -19,9 +19,7 @@ class Settings(BaseSettings):
 
     store_uri: str = "file://./runs/store"
     s3_endpoint_url: str | None = None  # MinIO, moto; None means AWS itself
-    s3_region: str = Field(
-        default="us-east-1", validation_alias=AliasChoices("S3_REGION", "AWS_DEFAULT_REGION")
-    )
+    s3_region: str = Field(default="us-east-1", validation_alias=AliasChoices("S3_REGION", "AWS_DEFAULT_REGION"))
     s3_connect_timeout: float = Field(default=10.0, gt=0)
     s3_max_attempts: int = Field(default=5, ge=1)
     log_level: str = "INFO"

@@ -217,9 +217,21 @@ class LocalStore(ObjectStore):
             keys += [name if rel == "." else f"{rel}/{name}" for name in files]
         return sorted(k for k in keys if _key_problem(k) is None)
 
+    def _prune(self, path: str) -> None:
+        """Removes folders left empty below the root: an object store has no empty folders."""
+        folder = os.path.dirname(path)
+        while folder != self.root and folder.startswith(self.root + os.sep):
+            try:
+                os.rmdir(folder)
+            except OSError:  # not empty (or already gone): stop
+                return
+            folder = os.path.dirname(folder)
+
     def delete(self, key: str) -> None:
+        path = self._path(key)
         with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-            os.remove(self._path(key))
+            os.remove(path)
+            self._prune(path)
 
     def move(self, src: str, dst: str) -> None:
         source, target = self._path(src), self._path(dst)
@@ -230,6 +242,7 @@ class LocalStore(ObjectStore):
             os.replace(source, target)
         except OSError as exc:
             raise StoreError(f"cannot move {self.url(src)} to {self.url(dst)}: {exc}") from exc
+        self._prune(source)
 
 
 def _client(settings: Settings) -> BaseClient:

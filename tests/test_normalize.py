@@ -30,3 +30,18 @@ def test_constant_column_keeps_unit_scale_and_round_trips():
     assert z[0, 0] == 0.0
     assert NormStats.from_dict(stats.to_dict()) == stats
     np.testing.assert_allclose(stats.unscale_targets(stats.scale_targets(np.array([[7.0]]))), [[7.0]])
+
+
+def test_merged_accumulators_equal_one_pass():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(2.0, 3.0, (300, 2)), rng.normal(-1.0, 0.5, (50, 2))
+    one, left, right, empty = RunningStats(2), RunningStats(2), RunningStats(2), RunningStats(2)
+    one.update(np.concatenate([a, b]))
+    left.update(a)
+    right.update(b)
+    left.merge(right)
+    left.merge(empty)
+    np.testing.assert_allclose(left.mean, one.mean, rtol=1e-12)
+    np.testing.assert_allclose(left.std(), one.std(), rtol=1e-12)
+    empty.merge(one)
+    np.testing.assert_allclose(empty.mean, one.mean, rtol=1e-12)

@@ -46,6 +46,7 @@ def test_outputs_are_complete_and_consistent(done, synth_dir):
     summary, out = done
     rows = read_metadata((synth_dir / "metadata.csv").read_text())
     keys = open_store(str(out)).list()
+    assert sorted(p.name for p in out.iterdir()) == ["master.parquet", "sessions", "stats.json", "summary.json"]
     assert keys == sorted(
         ["master.parquet", "stats.json", "summary.json"] + [f"sessions/{r.filename}.parquet" for r in rows]
     )

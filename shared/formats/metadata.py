@@ -95,9 +95,7 @@ def read_metadata(text: str, source: str = METADATA_FILE) -> list[MetadataRow]:
                 start=start,
                 end=end,
                 **flags,
-                **{
-                    k: (raw.get(k) or "").strip() for k in ("user", "session", "stage", "side", "moving_hand")
-                },
+                **{k: (raw.get(k) or "").strip() for k in ("user", "session", "stage", "side", "moving_hand")},
             )
         )
     if not rows:

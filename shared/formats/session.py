@@ -117,9 +117,7 @@ class SessionReader:
             if name not in fields:
                 raise DataFormatError(f"{where}: '{GROUP}/{DATASET}' has no field '{name}'")
         if "joint_angles" not in fields and "label" not in fields:
-            raise DataFormatError(
-                f"{where}: '{GROUP}/{DATASET}' needs a 'joint_angles' or a 'label' field (targets)"
-            )
+            raise DataFormatError(f"{where}: '{GROUP}/{DATASET}' needs a 'joint_angles' or a 'label' field (targets)")
         attrs = group.attrs
         if "sample_rate" not in attrs:
             raise DataFormatError(f"{where}: group attribute 'sample_rate' is required")
@@ -130,8 +128,7 @@ class SessionReader:
         channels = int(emg_shape[0]) if emg_shape else 1
         if "num_channels" in attrs and int(attrs["num_channels"]) != channels:
             raise DataFormatError(
-                f"{where}: attribute num_channels={int(attrs['num_channels'])} but field 'emg' "
-                f"has {channels} channels"
+                f"{where}: attribute num_channels={int(attrs['num_channels'])} but field 'emg' has {channels} channels"
             )
         joints: tuple[str, ...] = ()
         if "joint_angles" in fields:
@@ -147,9 +144,7 @@ class SessionReader:
                     f"(only the 20-joint emg2pose layout may omit it)"
                 )
             if len(joints) != n_joints:
-                raise DataFormatError(
-                    f"{where}: joint_names lists {len(joints)} names for {n_joints} joint angles"
-                )
+                raise DataFormatError(f"{where}: joint_names lists {len(joints)} names for {n_joints} joint angles")
         info = SessionInfo(
             path=self.path,
             filename=_text(attrs.get("filename", os.path.splitext(os.path.basename(where))[0])),
@@ -274,9 +269,7 @@ class SessionWriter:
         self._dtype = session_dtype(num_channels, self.num_joints, with_label)
         self._file = h5py.File(self._tmp, "w")
         group = self._file.create_group(GROUP)
-        self._ds = group.create_dataset(
-            DATASET, shape=(0,), maxshape=(None,), dtype=self._dtype, chunks=(chunk_rows,)
-        )
+        self._ds = group.create_dataset(DATASET, shape=(0,), maxshape=(None,), dtype=self._dtype, chunks=(chunk_rows,))
         base = filename or os.path.splitext(os.path.basename(self.path))[0]
         attrs = group.attrs
         for key, value in zip(STRING_ATTRS, (base, session, stage, user, side), strict=True):

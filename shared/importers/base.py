@@ -91,8 +91,7 @@ class DatasetStaging:
         """A :class:`SessionWriter` for session ``filename`` (no ``.hdf5``), written into staging."""
         if not _SAFE_NAME.match(filename):
             raise InvalidInput(
-                f"session name {filename!r} must start with a letter or digit and hold only letters, "
-                f"digits and . _ + -"
+                f"session name {filename!r} must start with a letter or digit and hold only letters, digits and . _ + -"
             )
         if filename in self._names:
             raise InvalidInput(f"session name {filename!r} would be written twice in one import")

@@ -57,9 +57,7 @@ def gesture_files(source: Path) -> list[tuple[Path, int]]:
                 )
             found.append((path, gesture))
         elif not source.is_dir():
-            raise DataFormatError(
-                f"{path}: Myo files are named <gesture>.txt (e.g. 3.txt), got {path.name!r}"
-            )
+            raise DataFormatError(f"{path}: Myo files are named <gesture>.txt (e.g. 3.txt), got {path.name!r}")
     if not found:
         raise NotFound(f"{source}: no <gesture>.txt files (0.txt .. 7.txt) in this folder")
     return sorted(found, key=lambda item: item[1])
@@ -82,9 +80,7 @@ def _parse(path: Path, gesture: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
                 )
             values = [_int(path, number, col, cell) for col, cell in enumerate(cells, start=1)]
             if any(v < -128 or v > 127 for v in values[:-1]):
-                raise DataFormatError(
-                    f"{path} line {number}: EMG values must be int8 (-128..127), got {values}"
-                )
+                raise DataFormatError(f"{path} line {number}: EMG values must be int8 (-128..127), got {values}")
             if values[-1] not in (0, gesture):
                 raise DataFormatError(
                     f"{path} line {number} column {NUM_CHANNELS + 1}: label must be 0 (rest) or {gesture} "

@@ -37,9 +37,7 @@ from emgpose.importers.base import (
 
 SAMPLE_RATE = 100.0
 _NAME = re.compile(r"^S(\d+)_A\d+_E(\d+)$", re.IGNORECASE)
-GLOVE_NOTE = (
-    "NinaPro glove targets GLOVE_00..GLOVE_21 are raw, uncalibrated CyberGlove sensor values, not radians"
-)
+GLOVE_NOTE = "NinaPro glove targets GLOVE_00..GLOVE_21 are raw, uncalibrated CyberGlove sensor values, not radians"
 
 
 def _load(path: Path, label_var: str, rep_var: str) -> dict[str, np.ndarray]:
@@ -150,9 +148,7 @@ def _import_file(
         ) as writer:
             time = np.arange(start, stop) / SAMPLE_RATE
             writer.append(time, emg[start:stop], glove[start:stop], labels[start:stop])
-        row = MetadataRow(
-            filename=name, split=_split(rep, test, val), user=user, session=name, stage=stage, side=side
-        )
+        row = MetadataRow(filename=name, split=_split(rep, test, val), user=user, session=name, stage=stage, side=side)
         staging.add(row, stop - start)
     staging.note(f"{path.name}: {len(parts)} sessions; the rest before the first movement joins the first")
 

@@ -59,9 +59,7 @@ def resolve(path: Path, names: Sequence[str], spec: str | Sequence[str], what: s
         if any(ch in item for ch in "*?["):
             hits = [n for n in names if fnmatch.fnmatchcase(n, item)]
             if not hits:
-                raise DataFormatError(
-                    f"{path}: no column matches {what} pattern {item!r}; columns: {list(names)}"
-                )
+                raise DataFormatError(f"{path}: no column matches {what} pattern {item!r}; columns: {list(names)}")
             out.extend(hits)
         elif item in names:
             out.append(item)
@@ -103,20 +101,13 @@ def _locate_bad_cell(path: Path, column: str, delimiter: str | None) -> str:
 def _batches(path: Path, columns: Sequence[str], delimiter: str | None) -> Iterator[dict[str, np.ndarray]]:
     """The named columns as float64 arrays (nulls -> NaN), one record batch at a time."""
     if _kind(path) == "parquet":
-        source: Iterable[pa.RecordBatch] = pq.ParquetFile(path).iter_batches(
-            BATCH_ROWS, columns=list(columns)
-        )
+        source: Iterable[pa.RecordBatch] = pq.ParquetFile(path).iter_batches(BATCH_ROWS, columns=list(columns))
     else:
-        convert = pcsv.ConvertOptions(
-            include_columns=list(columns), column_types=dict.fromkeys(columns, pa.float64())
-        )
+        convert = pcsv.ConvertOptions(include_columns=list(columns), column_types=dict.fromkeys(columns, pa.float64()))
         source = pcsv.open_csv(path, parse_options=_csv_options(path, delimiter), convert_options=convert)
     try:
         for batch in source:
-            yield {
-                name: pc.cast(batch.column(name), pa.float64()).to_numpy(zero_copy_only=False)
-                for name in columns
-            }
+            yield {name: pc.cast(batch.column(name), pa.float64()).to_numpy(zero_copy_only=False) for name in columns}
     except pa.ArrowInvalid as exc:
         where = next((w for c in columns if (w := _locate_bad_cell(path, c, delimiter))), "")
         raise DataFormatError(f"{path}{where}: every selected column must hold numbers ({exc})") from exc

@@ -100,8 +100,7 @@ def _header(path: Path, lines: Iterator[tuple[int, str]]) -> list[_Column]:
             names = [c.strip() for c in re.split(r"[,\t]", text)]
             if all(_is_number(c) for c in names):
                 raise DataFormatError(
-                    f"{path} line {number}: a header (Channel lines or column names) "
-                    f"must come before the numbers"
+                    f"{path} line {number}: a header (Channel lines or column names) must come before the numbers"
                 )
             return [_Column(n, "mV") for n in names[:-1]] + [_Column(names[-1], "deg")]
         raise DataFormatError(
@@ -131,15 +130,11 @@ def _check_columns(path: Path, columns: list[_Column]) -> float:
         )
     for col in columns[:-1]:
         if col.unit.lower() in ("deg", "rad"):
-            raise DataFormatError(
-                f"{path}: only the last column may be an angle; {col.name!r} is in {col.unit}"
-            )
+            raise DataFormatError(f"{path}: only the last column may be an angle; {col.name!r} is in {col.unit}")
     return math.pi / 180.0 if unit == "deg" else 1.0
 
 
-def _rows(
-    path: Path, lines: Iterable[tuple[int, str]], width: int, dropped: list[int]
-) -> Iterator[np.ndarray]:
+def _rows(path: Path, lines: Iterable[tuple[int, str]], width: int, dropped: list[int]) -> Iterator[np.ndarray]:
     """Chunks of parsed rows, (n, width) float64, empty cells NaN.
 
     Rows of only empty cells inside the data become all-NaN rows (the time grid stays intact); those at
@@ -153,9 +148,7 @@ def _rows(
             continue
         cells = line.rstrip("\r\n").split("\t" if "\t" in line else ",")
         if len(cells) != width:
-            raise DataFormatError(
-                f"{path} line {number}: expected {width} tab-separated cells, got {len(cells)}"
-            )
+            raise DataFormatError(f"{path} line {number}: expected {width} tab-separated cells, got {len(cells)}")
         row = [_cell(path, number, col, c) for col, c in enumerate(cells, start=1)]
         if all(math.isnan(v) for v in row):
             pending_empty += 1
@@ -210,17 +203,13 @@ def _write_file(path: Path, staging: DatasetStaging, **attrs: str) -> int:
     return total
 
 
-def _notes(
-    path: Path, staging: DatasetStaging, columns: list[_Column], emg_found: np.ndarray, total: int
-) -> None:
+def _notes(path: Path, staging: DatasetStaging, columns: list[_Column], emg_found: np.ndarray, total: int) -> None:
     missing = total - int(emg_found.min())
     if missing:
         staging.note(f"{path.name}: {missing} row(s) have empty EMG cells, stored as NaN")
     for col, found in zip(columns[:-1], emg_found, strict=True):
         if col.declared is not None and col.declared != found:
-            staging.note(
-                f"{path.name}: header declares {col.declared} values for {col.name!r}, found {found}"
-            )
+            staging.note(f"{path.name}: header declares {col.declared} values for {col.name!r}, found {found}")
     angle = columns[-1]
     if angle.factor != 1.0:
         staging.note(

@@ -108,9 +108,7 @@ class PreprocessConfig(_Strict):
         try:
             data: Any = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
         except (json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise InvalidInput(
-                f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
-            ) from None
+            raise InvalidInput(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
         if data is not None and not isinstance(data, dict):
             raise InvalidInput(f"{path}: expected a mapping of settings at the top level")
         return cls.from_dict(data or {}, source=str(path))

@@ -91,9 +91,7 @@ class Dataset(contextlib.AbstractContextManager):
                 f"{self.store.url(row.file)}: time range [{row.start}, {row.end}] from {METADATA_FILE} "
                 f"selects no samples (the file spans {info.start} to {info.end})"
             )
-        return SessionEntry(
-            row=row, info=info, path=path, url=self.store.url(row.file), start_index=i0, stop_index=i1
-        )
+        return SessionEntry(row=row, info=info, path=path, url=self.store.url(row.file), start_index=i0, stop_index=i1)
 
     def _common_layout(self) -> DatasetLayout:
         first = self.sessions[0].info

@@ -14,6 +14,7 @@ sample and every window's sum from a running (prefix) sum, instead of once per o
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -133,6 +134,23 @@ def compute_features(
     return np.concatenate(columns, axis=1).astype(np.float32, copy=False)
 
 
+def window_sums(x: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """``x[s : s + length].sum(axis=0)`` for every start, evenly spaced, in O(n) (``(n_windows, C)``).
+
+    Samples are summed in blocks of ``gcd(length, stride)`` (vectorised), and windows from a prefix
+    sum over blocks, so the cost does not grow with the windows' overlap.
+    """
+    step = int(starts[1] - starts[0]) if len(starts) > 1 else length
+    block = math.gcd(length, step)
+    base = int(starts[0])
+    n_blocks = (int(starts[-1]) - base + length) // block
+    sums = x[base : base + n_blocks * block].reshape(n_blocks, block, x.shape[1]).sum(axis=1, dtype=np.float64)
+    prefix = np.zeros((n_blocks + 1, x.shape[1]))
+    np.cumsum(sums, axis=0, out=prefix[1:])
+    first = (starts - base) // block
+    return prefix[first + length // block] - prefix[first]
+
+
 def compute_stream_features(
     signals: dict[Signal, np.ndarray],
     starts: np.ndarray,
@@ -142,8 +160,9 @@ def compute_stream_features(
 ) -> np.ndarray:
     """The same matrix as :func:`compute_features`, from whole ``(n, C)`` signals and window starts.
 
-    Each term is computed once per sample; window sums come from prefix sums (O(n) per feature,
-    whatever the overlap of the windows).
+    ``starts`` must be evenly spaced (one stride). Each term is computed once per sample; a window's
+    terms are ``start .. end - span`` (term ``i`` covers samples ``i .. i + span``): the sum over the
+    ``length`` padded terms ``start .. end`` minus the ``span`` terms that reach past the window.
     """
     ends = starts + length - 1
     columns = []
@@ -151,17 +170,13 @@ def compute_stream_features(
         feature = FEATURES[name]
         x = signals[feature.signal]
         if feature.term is None:
-            windows = x[ends][:, :, None]  # only the last sample is needed
-            columns.append(feature.fn(windows, threshold))
+            columns.append(feature.fn(x[ends][:, :, None], threshold))
             continue
-        if length <= feature.span:  # the window is shorter than one term: an empty sum
-            columns.append(feature.finish(np.zeros((len(starts), x.shape[1])), length))
-            continue
-        terms = feature.term(x, threshold)
-        prefix = np.empty((len(terms) + 1, x.shape[1]), dtype=np.float64)
-        prefix[0] = 0.0
-        np.cumsum(terms, axis=0, out=prefix[1:])
-        # Term i covers samples i..i+span: the window [start, end] holds terms start..end-span.
-        total = prefix[ends - feature.span + 1] - prefix[starts]
+        terms = np.zeros(x.shape, dtype=x.dtype)
+        if len(x) > feature.span:
+            terms[: len(x) - feature.span] = feature.term(x, threshold)
+        total = window_sums(terms, starts, length)
+        for j in range(min(feature.span, length)):
+            total -= terms[ends - j]
         columns.append(feature.finish(total, length))
     return np.concatenate(columns, axis=1).astype(np.float32, copy=False)

@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import platform
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 import emgpose
+from emgpose.errors import DataFormatError
 from emgpose.preprocess.config import PreprocessConfig
 from emgpose.preprocess.dataset import Dataset, SessionEntry
 from emgpose.preprocess.normalize import NormStats
@@ -32,15 +38,13 @@ from emgpose.preprocess.pipeline import (
     SUMMARY_KEY,
     Columns,
     Progress,
-    SessionCounts,
+    SessionResult,
     TableWriter,
-    check_invalid_share,
-    compute_stats,
     no_progress,
-    preroll_start,
+    process_session,
+    session_stats,
 )
 from emgpose.preprocess.signal import CausalChain
-from emgpose.preprocess.windows import WindowStream
 from emgpose.store import ObjectStore, open_store
 
 log = logging.getLogger(__name__)
@@ -50,47 +54,57 @@ def session_key(entry: SessionEntry, suffix: str = "parquet") -> str:
     return f"sessions/{entry.row.filename}.{suffix}"
 
 
-def _process_session(
-    dataset: Dataset,
-    entry: SessionEntry,
-    config: PreprocessConfig,
-    stats: NormStats,
-    columns: Columns,
-    writers: list[TableWriter],
-    tick: Progress,
-) -> SessionCounts:
-    layout = dataset.layout
-    stream = WindowStream(
-        config,
-        layout.sample_rate,
-        layout.num_channels,
-        stats,
-        num_targets=len(layout.joint_names),
-        with_label=layout.has_label,
-        source=entry.url,
-    )
-    counts = SessionCounts()
-    with dataset.open(entry) as reader:
-        for chunk in reader.iter_chunks(config.chunk_samples, preroll_start(entry, config), entry.stop_index):
-            k = max(0, entry.start_index - chunk.offset)  # samples before the range: warm-up only
-            if k:
-                stream.warm_up(chunk.emg[:k])
-            if k == len(chunk):
-                continue
-            emg = chunk.emg[k:]
-            targets = None if chunk.joint_angles is None else chunk.joint_angles[k:]
-            label = None if chunk.label is None else chunk.label[k:]
-            batch = stream.push(emg, chunk.time[k:], targets, label)
-            counts.samples += len(emg)
-            counts.invalid_emg_samples += int((~np.isfinite(emg).all(axis=1)).sum())
-            counts.add(batch)
-            if batch.kept.any():
-                table = columns.table(entry, batch, stats, offset=entry.start_index)
-                for writer in writers:
-                    writer.write(table)
-            tick(len(emg), 0, "windows")
-    check_invalid_share(entry, counts.invalid_emg_samples, config)
-    return counts
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+class _Runner:
+    """Runs per-session work inline (one worker) or in a process pool, results in input order.
+
+    The pool uses the ``forkserver`` start method: workers never inherit the parent's threads or an
+    initialised CUDA context. Progress is reported per sample inline and per session from a pool.
+    """
+
+    def __init__(self, workers: int, progress: Progress, total: int) -> None:
+        self.workers = workers
+        self.progress = progress
+        self.total = total
+        self.done = 0
+        self._pool: ProcessPoolExecutor | None = None
+
+    def tick(self, n: int, stage: str) -> None:
+        self.done += n
+        self.progress(self.done, self.total, stage)
+
+    def map(self, fn: Callable[..., Any], entries: list[SessionEntry], stage: str, *args: Any) -> list[Any]:
+        if self.workers <= 1 or len(entries) <= 1:
+            if stage == "statistics":  # statistics report per session, windows per chunk
+                results = []
+                for entry in entries:
+                    results.append(fn(entry, *args))
+                    self.tick(entry.samples, stage)
+                return results
+            return [fn(entry, *args, tick=lambda n: self.tick(n, stage)) for entry in entries]
+        if self._pool is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["emgpose.preprocess.pipeline"])  # import once, fork warm
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+        futures = {self._pool.submit(fn, entry, *args): i for i, entry in enumerate(entries)}
+        results: list[Any] = [None] * len(entries)
+        try:
+            for future in as_completed(futures):
+                i = futures[future]
+                results[i] = future.result()
+                self.tick(entries[i].samples, stage)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        return results
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
 
 
 def run_preprocess(
@@ -98,8 +112,13 @@ def run_preprocess(
     out_uri: str,
     config: PreprocessConfig | None = None,
     progress: Progress = no_progress,
+    workers: int | None = None,
 ) -> dict[str, Any]:
-    """Preprocesses the dataset at ``data_uri`` into ``out_uri``; returns the processing summary."""
+    """Preprocesses the dataset at ``data_uri`` into ``out_uri``; returns the processing summary.
+
+    ``workers`` processes share the sessions (default: one per CPU core); the outputs do not depend
+    on it.
+    """
     config = config or PreprocessConfig()
     started = time.perf_counter()
     out = open_store(out_uri)
@@ -107,31 +126,30 @@ def run_preprocess(
         layout = dataset.layout
         # Refuse a band the data cannot carry before any work is done, naming the first file.
         CausalChain(config, layout.sample_rate, layout.num_channels, dataset.store.url(dataset.rows[0].file))
-        length, stride = config.window.samples(layout.sample_rate)
-        train_samples = sum(e.samples for e in dataset.split("train")) if config.zscore else 0
-        total = train_samples + sum(e.samples for e in dataset.sessions)
-        stats = compute_stats(dataset, config, progress, 0, total)
-        t_stats = time.perf_counter()
-
-        done = [train_samples]
-
-        def tick(n: int, _total: int, stage: str) -> None:
-            done[0] += n
-            progress(done[0], total, stage)
-
+        window = config.window.samples(layout.sample_rate)
+        train = dataset.split("train")
+        if config.zscore and not train:
+            raise DataFormatError(f"{dataset.uri}: metadata.csv has no session with split 'train' for statistics")
+        total = sum(e.samples for e in train) * config.zscore + sum(e.samples for e in dataset.sessions)
+        runner = _Runner(workers or default_workers(), progress, total)
         staging = f".staging/{uuid.uuid4().hex}"
         staged: list[str] = []
         try:
-            per_session, t_windows = _write_tables(dataset, config, stats, out, staging, staged, tick)
-            stats_doc = json.dumps(stats.to_dict(), indent=2).encode()
-            out.put_bytes(f"{staging}/{STATS_KEY}", stats_doc)
+            stats = _statistics(runner, dataset, config)
+            t_stats = time.perf_counter()
+            with tempfile.TemporaryDirectory(prefix="emgpose-out-") as tmp:
+                results = runner.map(process_session, dataset.sessions, "windows", layout, config, stats, tmp)
+                t_windows = time.perf_counter()
+                _stage_tables(out, staging, staged, results, tmp)
+            out.put_bytes(f"{staging}/{STATS_KEY}", json.dumps(stats.to_dict(), indent=2).encode())
             staged.append(STATS_KEY)
-            summary = _summary(dataset, config, stats, per_session, (length, stride), out_uri)
+            summary = _summary(dataset, config, stats, results, window, out_uri)
             summary["timings_s"] = {
                 "statistics": round(t_stats - started, 3),
                 "windows": round(t_windows - t_stats, 3),
                 "total": round(time.perf_counter() - started, 3),
             }
+            summary["workers"] = runner.workers
             summary["throughput_channel_samples_per_s"] = round(
                 total * layout.num_channels / max(summary["timings_s"]["total"], 1e-9)
             )
@@ -143,44 +161,51 @@ def run_preprocess(
             for key in [*staged, SUMMARY_KEY]:
                 out.delete(f"{staging}/{key}")
             raise
+        finally:
+            runner.close()
     log.info("preprocessed %s -> %s in %.1f s", data_uri, out_uri, summary["timings_s"]["total"])
     return summary
 
 
-def _write_tables(
-    dataset: Dataset,
-    config: PreprocessConfig,
-    stats: NormStats,
-    out: ObjectStore,
-    staging: str,
-    staged: list[str],
-    tick: Progress,
-) -> tuple[list[dict[str, Any]], float]:
-    columns = Columns.for_layout(dataset.layout, config)
-    per_session = []
-    with tempfile.TemporaryDirectory(prefix="emgpose-out-") as tmp:
-        master = TableWriter(os.path.join(tmp, MASTER_KEY), columns.schema)
-        for entry in dataset.sessions:
-            local = os.path.join(tmp, "session.parquet")
-            local_csv = os.path.join(tmp, "session.csv") if config.output.csv else None
-            writer = TableWriter(local, columns.schema, local_csv)
-            try:
-                counts = _process_session(dataset, entry, config, stats, columns, [writer, master], tick)
-            finally:
-                writer.close()
-            for path, key in ((local, session_key(entry)), (local_csv, session_key(entry, "csv"))):
+def _statistics(runner: _Runner, dataset: Dataset, config: PreprocessConfig) -> NormStats:
+    """Pass 1: z-score statistics from the training split only."""
+    layout = dataset.layout
+    if not config.zscore:
+        return NormStats.identity(layout.num_channels, len(layout.joint_names))
+    parts = runner.map(session_stats, dataset.split("train"), "statistics", layout, config)
+    merged = parts[0]
+    for part in parts[1:]:
+        merged.merge(part)
+    return merged.norm_stats()
+
+
+def _stage_tables(out: ObjectStore, staging: str, staged: list[str], results: list[SessionResult], tmp: str) -> None:
+    """Uploads each session's table and the master table (the sessions' rows, in metadata order)."""
+    master_path = os.path.join(tmp, MASTER_KEY)
+    master: pq.ParquetWriter | None = None
+    try:
+        for result in results:
+            parquet = pq.ParquetFile(result.parquet)
+            if master is None:
+                master = TableWriter(master_path, parquet.schema_arrow)
+            for batch in parquet.iter_batches():
+                master.write(pa.Table.from_batches([batch]))
+            parquet.close()
+            keys = (session_key(result.entry), session_key(result.entry, "csv"))
+            for path, key in zip((result.parquet, result.csv), keys, strict=True):
                 if path:
                     out.put_file(f"{staging}/{key}", path)
                     staged.append(key)
-            per_session.append(_session_record(entry, counts))
-        master.close()
-        t_windows = time.perf_counter()
-        out.put_file(f"{staging}/{MASTER_KEY}", os.path.join(tmp, MASTER_KEY))
-        staged.append(MASTER_KEY)
-    return per_session, t_windows
+                    os.remove(path)
+    finally:
+        if master is not None:
+            master.close()
+    out.put_file(f"{staging}/{MASTER_KEY}", master_path)
+    staged.append(MASTER_KEY)
 
 
-def _session_record(entry: SessionEntry, counts: SessionCounts) -> dict[str, Any]:
+def _session_record(result: SessionResult) -> dict[str, Any]:
+    entry, counts = result.entry, result.counts
     row = entry.row
     return {
         "filename": row.filename,
@@ -198,13 +223,12 @@ def _session_record(entry: SessionEntry, counts: SessionCounts) -> dict[str, Any
     }
 
 
-def _summary(dataset, config, stats, per_session, window, out_uri) -> dict[str, Any]:
+def _summary(dataset, config, stats, results, window, out_uri) -> dict[str, Any]:
     layout = dataset.layout
+    per_session = [_session_record(r) for r in results]
     splits: dict[str, dict[str, Any]] = {}
     for rec in per_session:
-        agg = splits.setdefault(
-            rec["split"], {"sessions": 0, "samples": 0, "windows_kept": 0, "windows_dropped": {}}
-        )
+        agg = splits.setdefault(rec["split"], {"sessions": 0, "samples": 0, "windows_kept": 0, "windows_dropped": {}})
         agg["sessions"] += 1
         agg["samples"] += rec["samples"]
         agg["windows_kept"] += rec["windows_kept"]

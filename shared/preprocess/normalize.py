@@ -17,23 +17,35 @@ class RunningStats:
 
     def update(self, x: np.ndarray, rows: np.ndarray | None = None) -> None:
         """Adds the rows of ``x`` (n, k) selected by the boolean ``rows`` mask (all when ``None``)."""
-        if rows is not None:
+        if rows is not None and not rows.all():
             x = x[rows]
         if len(x) == 0:
             return
-        n_b = float(len(x))
-        mean_b = x.mean(axis=0)
-        m2_b = np.square(x - mean_b).sum(axis=0)
-        n_a = self.count
-        total = n_a + n_b
-        delta = mean_b - self.mean
-        self.mean = self.mean + delta * (n_b / total)
-        self.m2 = self.m2 + m2_b + np.square(delta) * (n_a * n_b / total)
+        batch = RunningStats(x.shape[1])
+        batch.count[:] = len(x)
+        batch.mean = x.mean(axis=0)
+        batch.m2 = np.square(x - batch.mean).sum(axis=0)
+        self.merge(batch)
+
+    def merge(self, other: RunningStats) -> None:
+        """Combines another accumulator's rows into this one (order does not matter)."""
+        total = self.count + other.count
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(total > 0, other.count / total, 0.0)
+        delta = other.mean - self.mean
+        self.mean = self.mean + delta * share
+        self.m2 = self.m2 + other.m2 + np.square(delta) * self.count * share
         self.count = total
 
     def std(self) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.sqrt(self.m2 / self.count)
+
+
+def _zscore(x: np.ndarray, mean: list[float], std: list[float], dtype: type) -> np.ndarray:
+    out = np.subtract(x, np.asarray(mean, dtype=dtype), dtype=dtype, casting="same_kind")
+    out *= 1.0 / np.asarray(std, dtype=dtype)
+    return out
 
 
 def _safe_std(std: np.ndarray) -> np.ndarray:
@@ -82,11 +94,11 @@ class NormStats:
     def from_dict(cls, data: dict) -> NormStats:
         return cls(**data)
 
-    def scale_filtered(self, x: np.ndarray) -> np.ndarray:
-        return (x - np.asarray(self.filtered_mean)) / np.asarray(self.filtered_std)
+    def scale_filtered(self, x: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+        return _zscore(x, self.filtered_mean, self.filtered_std, dtype)
 
-    def scale_envelope(self, x: np.ndarray) -> np.ndarray:
-        return (x - np.asarray(self.envelope_mean)) / np.asarray(self.envelope_std)
+    def scale_envelope(self, x: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+        return _zscore(x, self.envelope_mean, self.envelope_std, dtype)
 
     def scale_targets(self, y: np.ndarray) -> np.ndarray:
         return (y - np.asarray(self.target_mean)) / np.asarray(self.target_std)

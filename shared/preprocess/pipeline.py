@@ -12,6 +12,7 @@ Two streaming passes, bounded memory whatever the dataset's size:
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,12 +22,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from emgpose.errors import DataFormatError
+from emgpose.formats.session import SessionReader
 from emgpose.preprocess.config import PreprocessConfig
-from emgpose.preprocess.dataset import Dataset, DatasetLayout, SessionEntry
+from emgpose.preprocess.dataset import DatasetLayout, SessionEntry
 from emgpose.preprocess.features import feature_names
 from emgpose.preprocess.normalize import NormStats, RunningStats
 from emgpose.preprocess.signal import CausalChain
-from emgpose.preprocess.windows import DROP_REASONS, KEPT, WindowBatch, ik_failures
+from emgpose.preprocess.windows import DROP_REASONS, KEPT, WindowBatch, WindowStream, ik_failures
 
 log = logging.getLogger(__name__)
 
@@ -69,47 +71,106 @@ def preroll_start(entry: SessionEntry, config: PreprocessConfig) -> int:
     return max(0, entry.start_index - samples)
 
 
-def compute_stats(
-    dataset: Dataset,
-    config: PreprocessConfig,
-    progress: Progress = no_progress,
-    done: int = 0,
-    total: int = 0,
-) -> NormStats:
-    """Z-score statistics from the training split only (pass 1)."""
-    layout = dataset.layout
+@dataclass
+class SessionStats:
+    """Pass 1 of one training session: running statistics to merge across sessions."""
+
+    filtered: RunningStats
+    envelope: RunningStats
+    target: RunningStats
+    samples: int
+
+    def merge(self, other: SessionStats) -> None:
+        self.filtered.merge(other.filtered)
+        self.envelope.merge(other.envelope)
+        self.target.merge(other.target)
+        self.samples += other.samples
+
+    def norm_stats(self) -> NormStats:
+        return NormStats.from_running(self.filtered, self.envelope, self.target)
+
+
+def session_stats(entry: SessionEntry, layout: DatasetLayout, config: PreprocessConfig) -> SessionStats:
+    """Z-score statistics of one training session's selected range (pass 1)."""
     n_targets = len(layout.joint_names)
-    if not config.zscore:
-        return NormStats.identity(layout.num_channels, n_targets)
-    train = dataset.split("train")
-    if not train:
-        raise DataFormatError(f"{dataset.uri}: metadata.csv has no session with split 'train' for statistics")
-    filt, env, tgt = (
-        RunningStats(layout.num_channels),
-        RunningStats(layout.num_channels),
-        RunningStats(n_targets),
+    acc = SessionStats(
+        RunningStats(layout.num_channels), RunningStats(layout.num_channels), RunningStats(n_targets), entry.samples
     )
-    for entry in train:
-        chain = CausalChain(config, layout.sample_rate, layout.num_channels, entry.url)
-        invalid = 0
-        with dataset.open(entry) as reader:
-            for chunk in reader.iter_chunks(
-                config.chunk_samples, preroll_start(entry, config), entry.stop_index
-            ):
-                out = chain.process(chunk.emg)
-                in_range = np.arange(chunk.offset, chunk.offset + len(chunk)) >= entry.start_index
-                good = in_range & ~out.invalid
-                invalid += int((in_range & out.invalid).sum())
-                filt.update(out.filtered, good)
-                env.update(out.envelope, good)
-                if n_targets and chunk.joint_angles is not None:
-                    y = chunk.joint_angles
-                    ok = in_range & np.isfinite(y).all(axis=1) & ~ik_failures(y, config.ik_failure_tol)
-                    tgt.update(y, ok)
-                done += int(in_range.sum())
-                progress(done, total, "statistics")
-        check_invalid_share(entry, invalid, config)
-    return NormStats.from_running(filt, env, tgt)
+    chain = CausalChain(config, layout.sample_rate, layout.num_channels, entry.url)
+    invalid = 0
+    with SessionReader(entry.path) as reader:
+        for chunk in reader.iter_chunks(config.chunk_samples, preroll_start(entry, config), entry.stop_index):
+            out = chain.process(chunk.emg)
+            in_range = np.arange(chunk.offset, chunk.offset + len(chunk)) >= entry.start_index
+            good = in_range & ~out.invalid
+            invalid += int((in_range & out.invalid).sum())
+            acc.filtered.update(out.filtered, good)
+            acc.envelope.update(out.envelope, good)
+            if n_targets and chunk.joint_angles is not None:
+                y = chunk.joint_angles
+                ok = in_range & np.isfinite(y).all(axis=1) & ~ik_failures(y, config.ik_failure_tol)
+                acc.target.update(y, ok)
+    check_invalid_share(entry, invalid, config)
+    return acc
+
+
+@dataclass
+class SessionResult:
+    """Pass 2 of one session: its table (local files) and what was kept or dropped."""
+
+    entry: SessionEntry
+    counts: SessionCounts
+    parquet: str
+    csv: str | None
+
+
+def process_session(
+    entry: SessionEntry,
+    layout: DatasetLayout,
+    config: PreprocessConfig,
+    stats: NormStats,
+    workdir: str,
+    tick: Callable[[int], None] | None = None,
+) -> SessionResult:
+    """Windows and features of one session, written to ``workdir`` (pass 2)."""
+    columns = Columns.for_layout(layout, config)
+    stream = WindowStream(
+        config,
+        layout.sample_rate,
+        layout.num_channels,
+        stats,
+        num_targets=len(layout.joint_names),
+        with_label=layout.has_label,
+        source=entry.url,
+    )
+    base = os.path.join(workdir, entry.row.filename)
+    result = SessionResult(entry, SessionCounts(), f"{base}.parquet", f"{base}.csv" if config.output.csv else None)
+    writer = TableWriter(result.parquet, columns.schema, result.csv)
+    counts = result.counts
+    try:
+        with SessionReader(entry.path) as reader:
+            first = preroll_start(entry, config)
+            for chunk in reader.iter_chunks(config.chunk_samples, first, entry.stop_index):
+                k = max(0, entry.start_index - chunk.offset)  # samples before the range: warm-up only
+                if k:
+                    stream.warm_up(chunk.emg[:k])
+                if k == len(chunk):
+                    continue
+                emg = chunk.emg[k:]
+                targets = None if chunk.joint_angles is None else chunk.joint_angles[k:]
+                label = None if chunk.label is None else chunk.label[k:]
+                batch = stream.push(emg, chunk.time[k:], targets, label)
+                counts.samples += len(emg)
+                counts.invalid_emg_samples += int((~np.isfinite(emg).all(axis=1)).sum())
+                counts.add(batch)
+                if batch.kept.any():
+                    writer.write(columns.table(entry, batch, stats, offset=entry.start_index))
+                if tick:
+                    tick(len(emg))
+    finally:
+        writer.close()
+    check_invalid_share(entry, counts.invalid_emg_samples, config)
+    return result
 
 
 class TableWriter:
@@ -117,7 +178,12 @@ class TableWriter:
 
     def __init__(self, path: str, schema: pa.Schema, csv_path: str | None = None) -> None:
         self.path, self.csv_path = path, csv_path
-        self._pq = pq.ParquetWriter(path, schema, compression="zstd")
+        # lz4 and no dictionaries/statistics on the numeric columns: encoding cost, not size, is
+        # what dominates for wide float tables written in small batches.
+        strings = [f.name for f in schema if pa.types.is_string(f.type)]
+        self._pq = pq.ParquetWriter(
+            path, schema, compression="lz4", use_dictionary=strings, write_statistics=[*strings, "window_end", "t_end"]
+        )
         self._csv = pacsv.CSVWriter(csv_path, schema) if csv_path else None
 
     def write(self, table: pa.Table) -> None:
@@ -145,9 +211,7 @@ class Columns:
 
     @property
     def schema(self) -> pa.Schema:
-        fields = [
-            pa.field(name, pa.string()) for name in ("session", "user", "stage", "split", "generalization")
-        ]
+        fields = [pa.field(name, pa.string()) for name in ("session", "user", "stage", "split", "generalization")]
         fields += [pa.field("window_end", pa.int64()), pa.field("t_end", pa.float64())]
         fields += [pa.field(name, pa.float32()) for name in self.features]
         fields += [pa.field(f"y_{j}", pa.float64()) for j in self.joints]

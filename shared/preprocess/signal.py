@@ -33,9 +33,7 @@ def design_sos(config: PreprocessConfig, sample_rate: float, source: str = "") -
                 f"{nyquist:g} or bandpass.enabled: false"
             )
         sections.append(
-            signal.butter(
-                band.order, [band.low_hz, band.high_hz], btype="bandpass", fs=sample_rate, output="sos"
-            )
+            signal.butter(band.order, [band.low_hz, band.high_hz], btype="bandpass", fs=sample_rate, output="sos")
         )
     notch = config.notch
     if notch.enabled:

@@ -67,7 +67,7 @@ class WindowStream:
         self.num_channels = num_channels
         self._signals = {FEATURES[name].signal for name in config.features}
         keep = self.length - 1
-        self._buf = {s: np.zeros((0, num_channels)) for s in self._signals}
+        self._buf = {s: np.zeros((0, num_channels), dtype=np.float32) for s in self._signals}
         self._buf_invalid = np.zeros(0, dtype=bool)
         self._buf_ik = np.zeros(0, dtype=bool)
         self._keep = keep
@@ -90,9 +90,9 @@ class WindowStream:
         out = self.chain.process(emg)
         signals = {}
         if "filtered" in self._signals:
-            signals["filtered"] = self.stats.scale_filtered(out.filtered)
+            signals["filtered"] = self.stats.scale_filtered(out.filtered, np.float32)
         if "envelope" in self._signals:
-            signals["envelope"] = self.stats.scale_envelope(out.envelope)
+            signals["envelope"] = self.stats.scale_envelope(out.envelope, np.float32)
         ik = np.zeros(n, dtype=bool)
         if self.num_targets and targets is not None:
             ik = ik_failures(targets, self.config.ik_failure_tol)
