@@ -25,7 +25,9 @@ class _Bar:
     """A tqdm bar fed with absolute (done, total) counts; the description follows the stage."""
 
     def __init__(self, unit: str, desc: str) -> None:
-        self.bar = tqdm(total=0, unit=unit, unit_scale=True, desc=desc, mininterval=0.5, file=sys.stderr)
+        self.bar = tqdm(
+            total=0, unit=unit, unit_scale=True, desc=desc, mininterval=0.5, delay=0.5, file=sys.stderr
+        )
 
     def __call__(self, done: int, total: int, stage: str | None = None) -> None:
         if total and self.bar.total != total:
@@ -73,7 +75,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     if args.csv:
         config = config.model_copy(update={"output": config.output.model_copy(update={"csv": True})})
     summary = _with_bar(
-        "sample", "preprocess", lambda bar: run_preprocess(_uri(args.data), _uri(args.out), config, bar)
+        "sample", "preprocess", lambda bar: run_preprocess(_uri(args.data), _uri(args.out), config, bar, args.workers)
     )
     _print_summary(summary)
     return 0
@@ -137,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--out", required=True, help="output store URI (file://, s3://) or folder")
     pre.add_argument("--config", help="YAML/JSON preprocessing config (defaults: the plan's chain)")
     pre.add_argument("--csv", action="store_true", help="also write per-session CSV tables")
+    pre.add_argument("--workers", type=int, help="worker processes sharing the sessions (default: one per core)")
     pre.set_defaults(func=cmd_preprocess)
 
     run = sub.add_parser("run", help="the main job on embedded defaults: synth -> preprocess -> summary")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
+from emgpose.errors import InvalidInput
 from emgpose.formats.joints import EMG2POSE_JOINTS
 from emgpose.formats.metadata import METADATA_FILE, MetadataRow, write_metadata
 from emgpose.formats.session import SessionWriter
@@ -82,13 +83,19 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= self.stages <= len(STAGES):
-            raise ValueError(f"stages must be 1..{len(STAGES)}, got {self.stages}")
-        if self.users < 1 or self.sessions < 1 or self.channels < 1:
-            raise ValueError("users, sessions and channels must be at least 1")
+            raise InvalidInput(f"stages must be 1..{len(STAGES)}, got {self.stages}")
+        if self.sessions < 1 or self.channels < 1:
+            raise InvalidInput(f"sessions and channels must be at least 1, got {self.sessions} and {self.channels}")
         if self.held_out_users >= self.users or self.held_out_stages >= self.stages:
-            raise ValueError("held-out users/stages must leave at least one user and stage for training")
+            raise InvalidInput(
+                f"users ({self.users}) and stages ({self.stages}) must exceed the held-out ones "
+                f"({self.held_out_users} user, {self.held_out_stages} stage) to leave training data: "
+                f"use at least {self.held_out_users + 1} users and {self.held_out_stages + 1} stages"
+            )
         if self.duration_s <= 2 * self.trim_s + 0.25:
-            raise ValueError(f"duration_s={self.duration_s} is too short for trim_s={self.trim_s}")
+            raise InvalidInput(
+                f"duration {self.duration_s} s is too short: sessions are trimmed by {self.trim_s} s at each end"
+            )
 
     @property
     def bytes_per_session(self) -> int:

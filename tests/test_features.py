@@ -86,3 +86,13 @@ def test_stream_fast_path_equals_the_window_functions(n, length, stride, thresho
     reference = compute_features({"filtered": windows, "envelope": windows}, names, threshold)
     fast = compute_stream_features({"filtered": x, "envelope": x}, starts, length, names, threshold)
     np.testing.assert_allclose(fast, reference, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_window_sums_in_either_memory_order(order):
+    from emgpose.preprocess.features import window_sums
+
+    x = np.asarray(np.random.default_rng(0).normal(size=(1000, 5)), order=order)
+    starts = np.arange(3, 1000 - 400, 100)
+    expected = np.stack([x[s : s + 400].sum(axis=0) for s in starts])
+    np.testing.assert_allclose(window_sums(x, starts, 400), expected, rtol=1e-10)

@@ -136,3 +136,17 @@ def test_metadata_round_trip_and_validation():
         read_metadata("filename,start,end\na,5,4\n")
     with pytest.raises(DataFormatError, match="column 'start'.*expected a number"):
         read_metadata("filename,start\na,soon\n")
+
+
+def test_index_range_with_uneven_time(tmp_path):
+    """Dropped samples break the rate's prediction; the binary search still finds the range."""
+    n = 3000
+    t = 50.0 + np.arange(n) / 1000.0
+    t[1000:] += 0.75  # a gap of 750 samples' time
+    with SessionWriter(tmp_path / "gap.hdf5", sample_rate=1000.0, num_channels=1, joint_names=("A",)) as w:
+        w.append(t, np.zeros((n, 1)), np.ones((n, 1)))
+    with SessionReader(tmp_path / "gap.hdf5") as r:
+        for lo, hi in [(t[5], t[999]), (t[1000], t[2500]), (t[998], t[1003]), (t[0] - 1, t[-1] + 1)]:
+            i0, i1 = r.index_range(lo, hi)
+            expected = np.flatnonzero((t >= lo) & (t <= hi))
+            assert (i0, i1) == (expected[0], expected[-1] + 1)

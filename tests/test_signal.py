@@ -93,3 +93,13 @@ def test_nan_samples_are_flagged_and_do_not_poison_the_state():
 def test_wrong_channel_count_is_refused():
     with pytest.raises(InvalidInput, match="3 channels"):
         CausalChain(PreprocessConfig(), FS, 3).process(np.zeros((10, 4)))
+
+
+def test_finite_rows_matches_numpy():
+    from emgpose.preprocess.signal import finite_rows
+
+    x = np.random.default_rng(0).normal(size=(50, 4)) * 1e300  # sums overflow to inf: still finite rows?
+    x[3, 2], x[7, 0], x[9, 1], x[9, 3] = np.nan, np.inf, np.inf, -np.inf
+    small = x / 1e300
+    np.testing.assert_array_equal(finite_rows(small), np.isfinite(small).all(axis=1))
+    np.testing.assert_array_equal(finite_rows(x), np.isfinite(x).all(axis=1))

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from emgpose.errors import InvalidInput
 from emgpose.formats import SessionReader, read_metadata
 from emgpose.formats.joints import EMG2POSE_JOINTS
 from emgpose.synth import Anatomy, SynthConfig, generate_session, joint_bounds, plan, write_dataset
@@ -72,7 +73,7 @@ def test_write_dataset_files_and_metadata(tmp_path):
 
 
 def test_invalid_configs_say_why():
-    with pytest.raises(ValueError, match="held-out"):
+    with pytest.raises(InvalidInput, match=r"users \(1\) and stages \(3\) must exceed the held-out ones"):
         SynthConfig(users=1)
-    with pytest.raises(ValueError, match="too short"):
+    with pytest.raises(InvalidInput, match="too short"):
         SynthConfig(duration_s=1.0)

@@ -182,11 +182,26 @@ class SessionReader:
         )
 
     def _search(self, t: float, inclusive: bool = False) -> int:
-        lo, hi = 0, self.info.num_samples
+        """First index whose time is >= t (> t when ``inclusive``).
+
+        Samples are nearly evenly spaced, so the index the sample rate predicts is checked first (two
+        reads); a binary search over the file settles anything else.
+        """
+
+        def before(i: int) -> bool:  # is sample i still before the boundary?
+            value = self.time_at(i)
+            return value < t or (inclusive and value == t)
+
+        n = self.info.num_samples
+        if n == 0:
+            return 0
+        guess = int(np.clip(np.ceil((t - self.time_at(0)) * self.info.sample_rate), 0, n))
+        if (guess == 0 or before(guess - 1)) and (guess == n or not before(guess)):
+            return guess
+        lo, hi = 0, n
         while lo < hi:
             mid = (lo + hi) // 2
-            value = self.time_at(mid)
-            if value < t or (inclusive and value == t):
+            if before(mid):
                 lo = mid + 1
             else:
                 hi = mid

@@ -144,7 +144,11 @@ def window_sums(x: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
     block = math.gcd(length, step)
     base = int(starts[0])
     n_blocks = (int(starts[-1]) - base + length) // block
-    sums = x[base : base + n_blocks * block].reshape(n_blocks, block, x.shape[1]).sum(axis=1, dtype=np.float64)
+    part = x[base : base + n_blocks * block]
+    if part.flags.f_contiguous:  # channel-major memory (the filter's output): reduce along rows of x.T
+        sums = part.T.reshape(x.shape[1], n_blocks, block).sum(axis=2, dtype=np.float64).T
+    else:
+        sums = part.reshape(n_blocks, block, x.shape[1]).sum(axis=1, dtype=np.float64)
     prefix = np.zeros((n_blocks + 1, x.shape[1]))
     np.cumsum(sums, axis=0, out=prefix[1:])
     first = (starts - base) // block
@@ -172,7 +176,7 @@ def compute_stream_features(
         if feature.term is None:
             columns.append(feature.fn(x[ends][:, :, None], threshold))
             continue
-        terms = np.zeros(x.shape, dtype=x.dtype)
+        terms = np.zeros_like(x)  # same memory order as the signal
         if len(x) > feature.span:
             terms[: len(x) - feature.span] = feature.term(x, threshold)
         total = window_sums(terms, starts, length)

@@ -50,6 +50,9 @@ from emgpose.store import ObjectStore, open_store
 log = logging.getLogger(__name__)
 
 
+POOL_MIN_CHANNEL_SAMPLES = 20_000_000  # about 10 minutes of 16-channel EMG at 2 kHz
+
+
 def session_key(entry: SessionEntry, suffix: str = "parquet") -> str:
     return f"sessions/{entry.row.filename}.{suffix}"
 
@@ -116,8 +119,8 @@ def run_preprocess(
 ) -> dict[str, Any]:
     """Preprocesses the dataset at ``data_uri`` into ``out_uri``; returns the processing summary.
 
-    ``workers`` processes share the sessions (default: one per CPU core); the outputs do not depend
-    on it.
+    ``workers`` processes share the sessions (default: one per CPU core for datasets of at least
+    ``POOL_MIN_CHANNEL_SAMPLES`` channel-samples, else one); the outputs do not depend on it.
     """
     config = config or PreprocessConfig()
     started = time.perf_counter()
@@ -131,7 +134,9 @@ def run_preprocess(
         if config.zscore and not train:
             raise DataFormatError(f"{dataset.uri}: metadata.csv has no session with split 'train' for statistics")
         total = sum(e.samples for e in train) * config.zscore + sum(e.samples for e in dataset.sessions)
-        runner = _Runner(workers or default_workers(), progress, total)
+        if workers is None:  # a pool's start (about a second) pays off only on larger datasets
+            workers = default_workers() if total * layout.num_channels >= POOL_MIN_CHANNEL_SAMPLES else 1
+        runner = _Runner(workers, progress, total)
         staging = f".staging/{uuid.uuid4().hex}"
         staged: list[str] = []
         try:

@@ -27,7 +27,7 @@ from emgpose.preprocess.config import PreprocessConfig
 from emgpose.preprocess.dataset import DatasetLayout, SessionEntry
 from emgpose.preprocess.features import feature_names
 from emgpose.preprocess.normalize import NormStats, RunningStats
-from emgpose.preprocess.signal import CausalChain
+from emgpose.preprocess.signal import CausalChain, finite_rows
 from emgpose.preprocess.windows import DROP_REASONS, KEPT, WindowBatch, WindowStream, ik_failures
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def session_stats(entry: SessionEntry, layout: DatasetLayout, config: Preprocess
             acc.envelope.update(out.envelope, good)
             if n_targets and chunk.joint_angles is not None:
                 y = chunk.joint_angles
-                ok = in_range & np.isfinite(y).all(axis=1) & ~ik_failures(y, config.ik_failure_tol)
+                ok = in_range & finite_rows(y) & ~ik_failures(y, config.ik_failure_tol)
                 acc.target.update(y, ok)
     check_invalid_share(entry, invalid, config)
     return acc
@@ -161,7 +161,7 @@ def process_session(
                 label = None if chunk.label is None else chunk.label[k:]
                 batch = stream.push(emg, chunk.time[k:], targets, label)
                 counts.samples += len(emg)
-                counts.invalid_emg_samples += int((~np.isfinite(emg).all(axis=1)).sum())
+                counts.invalid_emg_samples += batch.invalid_samples
                 counts.add(batch)
                 if batch.kept.any():
                     writer.write(columns.table(entry, batch, stats, offset=entry.start_index))

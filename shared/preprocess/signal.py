@@ -16,6 +16,17 @@ from emgpose.errors import InvalidInput
 from emgpose.preprocess.config import PreprocessConfig
 
 
+def finite_rows(x: np.ndarray) -> np.ndarray:
+    """``np.isfinite(x).all(axis=1)``, fast: a NaN or inf anywhere in a row makes the row's sum non-finite."""
+    if x.shape[1] == 0:
+        return np.ones(len(x), dtype=bool)
+    with np.errstate(invalid="ignore", over="ignore"):
+        ok = np.isfinite(x @ np.ones(x.shape[1], dtype=x.dtype))
+    rows = np.flatnonzero(~ok)  # rare: re-check exactly (a sum of huge finite values can overflow)
+    ok[rows] = np.isfinite(x[rows]).all(axis=1)
+    return ok
+
+
 def design_sos(config: PreprocessConfig, sample_rate: float, source: str = "") -> np.ndarray | None:
     """SOS coefficients of the band-pass and notch, or ``None`` when both are disabled.
 
@@ -80,13 +91,11 @@ class CausalChain:
         x = np.asarray(emg, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.num_channels:
             raise InvalidInput(f"EMG must be (samples, {self.num_channels} channels), got shape {x.shape}")
-        finite = np.isfinite(x)
-        invalid = ~finite.all(axis=1)
+        invalid = ~finite_rows(x)
         if invalid.any():
-            x = np.where(finite, x, 0.0)
+            x = np.where(np.isfinite(x), x, 0.0)
         filtered = self._filter(x)
-        rectified = np.abs(filtered) if self.config.rectify else filtered
-        return ChainOutput(filtered=filtered, envelope=self._smooth(rectified), invalid=invalid)
+        return ChainOutput(filtered=filtered, envelope=self._smooth(filtered), invalid=invalid)
 
     def _filter(self, x: np.ndarray) -> np.ndarray:
         if self.sos is None or len(x) == 0:
@@ -98,13 +107,22 @@ class CausalChain:
         y, self._zi = signal.sosfilt(self.sos, x, axis=0, zi=self._zi)
         return y
 
-    def _smooth(self, r: np.ndarray) -> np.ndarray:
-        n_hist = self._ma - 1
-        if n_hist == 0 or len(r) == 0:
-            return r
-        padded = np.concatenate([self._history, r], axis=0)
-        csum = np.cumsum(padded, axis=0)
-        out = csum[n_hist:].copy()
-        out[1:] -= csum[: len(r) - 1]
-        self._history = padded[len(padded) - n_hist :].copy()
-        return out / self._ma
+    def _smooth(self, y: np.ndarray) -> np.ndarray:
+        """Causal moving average of ``|y|`` (or ``y``) over ``moving_average`` samples, state carried.
+
+        One buffer holds a zero row, the previous ``ma - 1`` inputs and this chunk; its running sum,
+        taken in place, gives every output as the difference of two prefix sums.
+        """
+        n, n_hist = len(y), self._ma - 1
+        rect = np.abs if self.config.rectify else np.positive
+        if n_hist == 0 or n == 0:
+            return rect(y)
+        buf = np.empty((1 + n_hist + n, y.shape[1]), order="F")
+        buf[0] = 0.0
+        buf[1 : 1 + n_hist] = self._history
+        rect(y, out=buf[1 + n_hist :])
+        self._history = buf[len(buf) - n_hist :].copy()
+        np.cumsum(buf, axis=0, out=buf)
+        out = np.subtract(buf[1 + n_hist :], buf[:n])
+        out *= 1.0 / self._ma
+        return out

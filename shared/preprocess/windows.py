@@ -16,7 +16,7 @@ from emgpose.errors import InvalidInput
 from emgpose.preprocess.config import PreprocessConfig
 from emgpose.preprocess.features import FEATURES, compute_stream_features
 from emgpose.preprocess.normalize import NormStats
-from emgpose.preprocess.signal import CausalChain
+from emgpose.preprocess.signal import CausalChain, finite_rows
 
 DROP_REASONS = ("kept", "emg_invalid", "target_invalid", "ik_failure")
 KEPT, EMG_INVALID, TARGET_INVALID, IK_FAILURE = range(4)
@@ -30,6 +30,7 @@ class WindowBatch:
     targets: np.ndarray | None  # (n, J) float64, raw units
     label: np.ndarray | None  # (n,) int64
     reason: np.ndarray  # (n,) int8, index into DROP_REASONS; 0 = usable
+    invalid_samples: int = 0  # samples of this chunk with NaN/inf EMG
 
     def __len__(self) -> int:
         return int(self.end_index.shape[0])
@@ -41,7 +42,11 @@ class WindowBatch:
 
 def ik_failures(targets: np.ndarray, tol: float) -> np.ndarray:
     """Samples whose angles are all (close to) zero: inverse-kinematics failures."""
-    return (np.abs(targets) <= tol).all(axis=1)
+    failed = np.abs(targets[:, 0]) <= tol  # rare: test the first joint, then the rest where it is zero
+    rows = np.flatnonzero(failed)
+    if len(rows):
+        failed[rows] = (np.abs(targets[rows]) <= tol).all(axis=1)
+    return failed
 
 
 class WindowStream:
@@ -103,6 +108,7 @@ class WindowStream:
         ik_all = np.concatenate([self._buf_ik, ik])
         ends = self._window_ends(n)
         batch = self._make_batch(ends, base, joined, invalid, ik_all, time, targets, label)
+        batch.invalid_samples = int(out.invalid.sum())
 
         for s in self._signals:
             self._buf[s] = joined[s][len(joined[s]) - min(self._keep, len(joined[s])) :]
@@ -134,7 +140,7 @@ class WindowStream:
             tgt = np.asarray(targets, dtype=np.float64)[in_chunk]
             ik_csum = np.concatenate([[0], np.cumsum(ik_all)])
             reason[(ik_csum[local_end + 1] - ik_csum[starts]) > 0] = IK_FAILURE
-            reason[~np.isfinite(tgt).all(axis=1)] = TARGET_INVALID
+            reason[~finite_rows(tgt)] = TARGET_INVALID
         bad = np.concatenate([[0], np.cumsum(invalid)])
         reason[(bad[local_end + 1] - bad[starts]) > 0] = EMG_INVALID
         return WindowBatch(
