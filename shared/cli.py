@@ -25,9 +25,7 @@ class _Bar:
     """A tqdm bar fed with absolute (done, total) counts; the description follows the stage."""
 
     def __init__(self, unit: str, desc: str) -> None:
-        self.bar = tqdm(
-            total=0, unit=unit, unit_scale=True, desc=desc, mininterval=0.5, delay=0.5, file=sys.stderr
-        )
+        self.bar = tqdm(total=0, unit=unit, unit_scale=True, desc=desc, mininterval=0.5, delay=0.5, file=sys.stderr)
 
     def __call__(self, done: int, total: int, stage: str | None = None) -> None:
         if total and self.bar.total != total:

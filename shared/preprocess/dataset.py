@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from emgpose.errors import DataFormatError, NotFound
@@ -74,7 +73,7 @@ class Dataset(contextlib.AbstractContextManager):
     def _local(self, key: str) -> str:
         if not self.store.exists(key):
             raise NotFound(f"{self.store.url(key)}: file named in {METADATA_FILE} does not exist")
-        if self.store.uri.startswith("file://"):
+        if self.store.uri.startswith("file://"):  # a local store's path is the file itself, kept after the with
             with self.store.local_path(key) as path:
                 return path
         path = os.path.join(self._cache.name, key.replace("/", "__"))
@@ -119,12 +118,6 @@ class Dataset(contextlib.AbstractContextManager):
 
     def split(self, name: str) -> list[SessionEntry]:
         return [s for s in self.sessions if s.row.split == name]
-
-    def open(self, entry: SessionEntry) -> SessionReader:
-        return SessionReader(entry.path)
-
-    def iter_sessions(self) -> Iterator[SessionEntry]:
-        return iter(self.sessions)
 
     def close(self) -> None:
         self._cache.cleanup()

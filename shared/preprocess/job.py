@@ -81,12 +81,6 @@ class _Runner:
 
     def map(self, fn: Callable[..., Any], entries: list[SessionEntry], stage: str, *args: Any) -> list[Any]:
         if self.workers <= 1 or len(entries) <= 1:
-            if stage == "statistics":  # statistics report per session, windows per chunk
-                results = []
-                for entry in entries:
-                    results.append(fn(entry, *args))
-                    self.tick(entry.samples, stage)
-                return results
             return [fn(entry, *args, tick=lambda n: self.tick(n, stage)) for entry in entries]
         if self._pool is None:
             context = multiprocessing.get_context("forkserver")

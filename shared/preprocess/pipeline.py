@@ -1,17 +1,18 @@
 """The preprocessing passes: statistics over the training split, then window tables per session.
 
-Two streaming passes, bounded memory whatever the dataset's size:
+Two streaming passes, bounded memory whatever the dataset's size, each cut into one independent work
+unit per session (so a process pool, or later Celery workers, can share them):
 
-1. statistics: the causal chain over the *training* sessions only, accumulating z-score statistics;
-2. windows: every session through :class:`WindowStream` with those statistics, one Parquet table per
-   session plus the combined master table, written chunk by chunk.
+1. :func:`session_stats`: the causal chain over one *training* session, accumulating z-score
+   statistics that merge across sessions;
+2. :func:`process_session`: one session through :class:`WindowStream` with those statistics, its
+   window table written chunk by chunk to a local Parquet file.
 
-:mod:`emgpose.preprocess.job` runs both and writes the outputs.
+:mod:`emgpose.preprocess.job` runs both, assembles the master table and writes the outputs.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,8 +30,6 @@ from emgpose.preprocess.features import feature_names
 from emgpose.preprocess.normalize import NormStats, RunningStats
 from emgpose.preprocess.signal import CausalChain, finite_rows
 from emgpose.preprocess.windows import DROP_REASONS, KEPT, WindowBatch, WindowStream, ik_failures
-
-log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, str], None]  # (samples done, samples total, stage)
 SUMMARY_KEY, STATS_KEY, MASTER_KEY = "summary.json", "stats.json", "master.parquet"
@@ -90,7 +89,12 @@ class SessionStats:
         return NormStats.from_running(self.filtered, self.envelope, self.target)
 
 
-def session_stats(entry: SessionEntry, layout: DatasetLayout, config: PreprocessConfig) -> SessionStats:
+def session_stats(
+    entry: SessionEntry,
+    layout: DatasetLayout,
+    config: PreprocessConfig,
+    tick: Callable[[int], None] | None = None,
+) -> SessionStats:
     """Z-score statistics of one training session's selected range (pass 1)."""
     n_targets = len(layout.joint_names)
     acc = SessionStats(
@@ -110,6 +114,8 @@ def session_stats(entry: SessionEntry, layout: DatasetLayout, config: Preprocess
                 y = chunk.joint_angles
                 ok = in_range & finite_rows(y) & ~ik_failures(y, config.ik_failure_tol)
                 acc.target.update(y, ok)
+            if tick:
+                tick(int(in_range.sum()))
     check_invalid_share(entry, invalid, config)
     return acc
 
