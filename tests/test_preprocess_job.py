@@ -209,3 +209,25 @@ def test_s3_in_and_out(s3_store_uri, synth_dir):
     assert "summary.json" in out.list() and "master.parquet" in out.list()
     assert not [k for k in out.list() if "staging" in k]
     assert json.loads(out.get_bytes("summary.json"))["counts"] == summary["counts"]
+
+
+def test_a_worker_pool_gives_the_same_outputs(done, synth_dir, tmp_path):
+    summary, out = done
+    pooled = run_preprocess(str(synth_dir), str(tmp_path / "pooled"), workers=2)
+    assert pooled["workers"] == 2 and summary["workers"] == 1
+    assert pooled["stats"] == summary["stats"]
+    assert pooled["sessions"] == summary["sessions"]
+    a, b = pq.read_table(out / "master.parquet"), pq.read_table(tmp_path / "pooled" / "master.parquet")
+    assert a.equals(b)
+
+
+def test_an_error_in_a_pool_worker_reaches_the_caller(data_dir, tmp_path):
+    victim = data_dir / "user02_session0_FingerFreeform.hdf5"
+    with h5py.File(victim, "a") as f:
+        ds = f["emg2pose/timeseries"]
+        rows = ds[:]
+        rows["emg"][1000:2000, 3] = np.nan
+        ds[:] = rows
+    with pytest.raises(DataFormatError, match="user02_session0_FingerFreeform.hdf5: 25.0% of EMG samples"):
+        run_preprocess(str(data_dir), str(tmp_path / "out"), workers=2)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.*"))

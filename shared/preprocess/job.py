@@ -222,7 +222,14 @@ def _session_record(result: SessionResult) -> dict[str, Any]:
     }
 
 
-def _summary(dataset, config, stats, results, window, out_uri) -> dict[str, Any]:
+def _summary(
+    dataset: Dataset,
+    config: PreprocessConfig,
+    stats: NormStats,
+    results: list[SessionResult],
+    window: tuple[int, int],
+    out_uri: str,
+) -> dict[str, Any]:
     layout = dataset.layout
     per_session = [_session_record(r) for r in results]
     splits: dict[str, dict[str, Any]] = {}
