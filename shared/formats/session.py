@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import h5py
 import numpy as np
@@ -64,7 +64,6 @@ class SessionChunk:
     emg: np.ndarray  # (n, C) float32
     joint_angles: np.ndarray | None = None  # (n, J) float64
     label: np.ndarray | None = None  # (n,) int64
-    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.time.shape[0])

@@ -71,12 +71,11 @@ class WindowStream:
         self.with_label = with_label
         self.num_channels = num_channels
         self._signals = {FEATURES[name].signal for name in config.features}
-        keep = self.length - 1
+        # The last (length - 1) samples of each signal, so a window can span two chunks.
         self._buf = {s: np.zeros((0, num_channels), dtype=np.float32) for s in self._signals}
         self._buf_invalid = np.zeros(0, dtype=bool)
         self._buf_ik = np.zeros(0, dtype=bool)
-        self._keep = keep
-        self.seen = 0  # samples fed with emit=True
+        self.seen = 0  # samples fed through push() (warm-up samples do not count)
 
     def warm_up(self, emg: np.ndarray) -> None:
         """Runs samples through the filters only (pre-roll before a time range); no windows."""
@@ -110,12 +109,14 @@ class WindowStream:
         batch = self._make_batch(ends, base, joined, invalid, ik_all, time, targets, label)
         batch.invalid_samples = int(out.invalid.sum())
 
-        for s in self._signals:
-            self._buf[s] = joined[s][len(joined[s]) - min(self._keep, len(joined[s])) :]
-        self._buf_invalid = invalid[len(invalid) - min(self._keep, len(invalid)) :]
-        self._buf_ik = ik_all[len(ik_all) - min(self._keep, len(ik_all)) :]
+        self._buf = {s: self._tail(joined[s]) for s in self._signals}
+        self._buf_invalid = self._tail(invalid)
+        self._buf_ik = self._tail(ik_all)
         self.seen += n
         return batch
+
+    def _tail(self, x: np.ndarray) -> np.ndarray:
+        return x[max(0, len(x) - (self.length - 1)) :]
 
     def _window_ends(self, n: int) -> np.ndarray:
         first = self.length - 1
