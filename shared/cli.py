@@ -1,4 +1,4 @@
-"""The ``emgpose`` command: synth, import, preprocess, and ``run`` (the main job on embedded defaults)."""
+"""The ``emgpose`` command: synth, import, preprocess, train, evaluate, models, predict, calibrate, and ``run``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from emgpose.preprocess.config import PreprocessConfig
 from emgpose.preprocess.job import run_preprocess
 from emgpose.settings import get_settings
 from emgpose.synth import SynthConfig, write_dataset
+from emgpose.train.cli import register as register_train
 
 log = logging.getLogger("emgpose")
 
@@ -80,9 +81,12 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """The main job on embedded defaults: synthetic data -> preprocessing -> summary."""
+    """The main job on embedded defaults: synthetic data -> preprocessing -> training -> evaluation."""
+    from emgpose.train.cli import RoundsBar, print_scores
+    from emgpose.train.job import run_evaluate, run_train
+
     work = Path(args.workdir).resolve()
-    data, out = work / "data", work / "preprocessed"
+    data, out, store = work / "data", work / "preprocessed", (work / "store").as_uri()
     config = SynthConfig(duration_s=args.duration, seed=args.seed)
     _with_bar("sample", "synth", lambda bar: write_dataset(config, data.as_uri(), bar))
     summary = _with_bar(
@@ -91,6 +95,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         lambda bar: run_preprocess(data.as_uri(), out.as_uri(), PreprocessConfig(), bar),
     )
     _print_summary(summary)
+    bar = RoundsBar()
+    try:
+        trained = run_train(out.as_uri(), store, args.name, progress=bar)
+    finally:
+        bar.close()
+    print(f"trained model {trained['name']} version {trained['version']} in {trained['seconds']:.1f} s")  # noqa: T201
+    print(f"  bundle: {trained['uri']}")  # noqa: T201
+    evaluated = run_evaluate(f"{args.name}@{trained['version']}", out.as_uri(), store)
+    print(f"evaluated on the held-out sessions of {out.as_uri()}")  # noqa: T201
+    print_scores(evaluated)
     return 0
 
 
@@ -140,13 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--workers", type=int, help="worker processes sharing the sessions (default: one per core)")
     pre.set_defaults(func=cmd_preprocess)
 
-    run = sub.add_parser("run", help="the main job on embedded defaults: synth -> preprocess -> summary")
+    run = sub.add_parser("run", help="the main job on embedded defaults: synth -> preprocess -> train -> evaluate")
     run.add_argument("--workdir", default=os.environ.get("EMGPOSE_WORKDIR", "runs/demo"))
     run.add_argument("--duration", type=float, default=20.0, help="seconds per synthetic session")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--name", default="demo", help="model name in the workdir's store")
     run.set_defaults(func=cmd_run)
 
     register_import(sub)
+    register_train(sub)
     return parser
 
 

@@ -80,10 +80,16 @@ class SynthConfig:
     mains_hz: float = 50.0
     trim_s: float = 0.5
     chunk_samples: int = 32768
+    user_variation: float = 0.2  # how far each user's anatomy and electrode gains stray from the shared one
+    stage_variation: float = 0.5  # how far each stage's pose synergies stray from the shared ones
 
     def __post_init__(self) -> None:
         if not 1 <= self.stages <= len(STAGES):
             raise InvalidInput(f"stages must be 1..{len(STAGES)}, got {self.stages}")
+        if self.user_variation < 0 or self.stage_variation < 0:
+            raise InvalidInput(
+                f"user_variation and stage_variation must be >= 0, got {self.user_variation} and {self.stage_variation}"
+            )
         if self.sessions < 1 or self.channels < 1:
             raise InvalidInput(f"sessions and channels must be at least 1, got {self.sessions} and {self.channels}")
         if self.held_out_users >= self.users or self.held_out_stages >= self.stages:
@@ -112,17 +118,20 @@ class Anatomy:
         self.w = rng.normal(0, 1.0, (c, j)) * mask + rng.normal(0, 0.15, (c, j))
         self.v = rng.normal(0, 0.6, (c, j)) * mask
         self.bias = rng.normal(-1.0, 0.3, c)
-        self.stage_mix = [rng.normal(0, 1.2, (j, LATENTS)) for _ in range(config.stages)]
-        self.stage_offset = [rng.normal(0, 0.7, j) for _ in range(config.stages)]
+        mix, offset, k = rng.normal(0, 1.2, (j, LATENTS)), rng.normal(0, 0.5, j), config.stage_variation
+        self.stage_mix = [mix + k * rng.normal(0, 1.2, (j, LATENTS)) for _ in range(config.stages)]
+        self.stage_offset = [offset + k * rng.normal(0, 0.7, j) for _ in range(config.stages)]
         self.stage_hz = rng.uniform(0.4, 1.6, config.stages)
         self.lo, self.hi = np.array([joint_bounds(n) for n in EMG2POSE_JOINTS]).T
         self.seed = config.seed
+        self.user_variation = config.user_variation
 
     def for_user(self, user: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.seed, 1, user])
-        w = self.w + rng.normal(0, 0.45, self.w.shape) * (np.abs(self.w) + 0.2)
-        v = self.v + rng.normal(0, 0.3, self.v.shape)
-        gain = np.exp(rng.normal(0, 0.35, self.w.shape[0]))
+        k = self.user_variation
+        w = self.w + k * rng.normal(0, 1.0, self.w.shape) * (np.abs(self.w) + 0.2)
+        v = self.v + k * rng.normal(0, 0.6, self.v.shape)
+        gain = np.exp(k * rng.normal(0, 0.8, self.w.shape[0]))
         return w, v, gain
 
 

@@ -1,0 +1,1 @@
+"""Training, evaluation, model bundles and prediction."""

@@ -1,0 +1,238 @@
+"""``emgpose train | evaluate | models | predict | calibrate``: the training side of the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from tqdm import tqdm
+
+from emgpose.errors import InvalidInput
+from emgpose.settings import get_settings
+from emgpose.train import boost
+from emgpose.train.bundle import parse_model_ref
+
+
+def _out(text: str) -> None:
+    print(text)  # noqa: T201
+
+
+def _store(args: argparse.Namespace) -> str:
+    return args.store or get_settings().store_uri
+
+
+class RoundsBar:
+    """A progress bar over boosting rounds; other stages show as the bar's description."""
+
+    def __init__(self) -> None:
+        self.bar = tqdm(total=0, unit="round", desc="train", mininterval=0.5, delay=0.5, file=sys.stderr)
+
+    def __call__(self, done: int, total: int, stage: str) -> None:
+        if stage != "boosting":
+            self.bar.set_description_str(stage)
+            return
+        if self.bar.total != total:
+            self.bar.total = total
+            self.bar.set_description_str("boosting")
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _with_bar(work: Callable[[RoundsBar], dict]) -> dict:
+    bar = RoundsBar()
+    try:
+        return work(bar)
+    finally:
+        bar.close()
+
+
+def _boost_config(args: argparse.Namespace) -> boost.BoostConfig:
+    params: dict = {"device": args.device}
+    if args.params:
+        path = Path(args.params)
+        try:
+            params.update(json.loads(path.read_text()) if path.exists() else json.loads(args.params))
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(
+                f"--params: expected a JSON object or a JSON file, got {args.params!r} ({exc})"
+            ) from None
+    for key in ("num_rounds", "learning_rate", "max_depth"):
+        if getattr(args, key) is not None:
+            params[key] = getattr(args, key)
+    return boost.BoostConfig.from_dict(params, source="training parameters")
+
+
+def print_scores(result: dict) -> None:
+    metrics = result.get("metrics") or {}
+    verdict = metrics.get("verdict", {})
+    for group, v in verdict.items():
+        if v.get("beats_baselines") is None:
+            continue
+        word = "beats" if v["beats_baselines"] else "DOES NOT beat"
+        _out(
+            f"  {metrics['split']}/{group}: {v['metric']} {v['model']} - {word} the best baseline "
+            f"({v['best_baseline']} {v['baseline']})"
+        )
+    _out(f"  report: {result['report']}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from emgpose.train.job import run_train
+
+    config = _boost_config(args)
+    result = _with_bar(
+        lambda bar: run_train(
+            _uri(args.dataset),
+            _store(args),
+            args.name,
+            task=args.task,
+            config=config,
+            resume=args.resume,
+            promote=not args.no_promote,
+            progress=bar,
+        )
+    )
+    _out(f"trained {result['task']} model {result['name']} version {result['version']} in {result['seconds']:.1f} s")
+    _out(f"  bundle: {result['uri']}")
+    print_scores(result)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from emgpose.train.job import run_evaluate
+
+    result = _with_bar(lambda bar: run_evaluate(args.model, _uri(args.dataset), _store(args), progress=bar))
+    _out(f"evaluated {result['name']} {result['version']} on {args.dataset}")
+    print_scores(result)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    store = _store(args)
+    if args.action == "list":
+        from emgpose.train.bundle import Registry
+
+        registry = Registry(store)
+        names = [args.ref] if args.ref else registry.names()
+        for name in names:
+            latest = registry.latest(name)
+            for version in registry.versions(name):
+                meta = registry.meta(name, version)
+                _out(f"{name}\t{version}\t{'latest' if version == latest else ''}\t{_brief(meta)}")
+        return 0
+    if not args.ref:
+        raise InvalidInput(f"models {args.action}: give a model as NAME or NAME@VERSION")
+    ref = parse_model_ref(args.ref, store)
+    if args.action == "show":
+        _out(json.dumps(ref.registry.meta(ref.name, ref.version), indent=2))
+    else:  # promote
+        version = ref.registry.resolve(ref.name, ref.version)
+        ref.registry.promote(ref.name, version)
+        _out(f"{ref.name}: latest -> {version}")
+    return 0
+
+
+def _brief(meta: dict) -> str:
+    metrics = meta.get("metrics") or {}
+    model = metrics.get("xgboost", {})
+    figures = ", ".join(f"{k} {v}" for k, v in model.items() if v is not None)
+    if "calibration" in meta:
+        figures = f"calibrated from {meta['calibration']['base']['version']} on {meta['calibration']['seconds']} s"
+    return f"{meta['task']}\t{figures}"
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from emgpose.train.calibrate import read_recording
+    from emgpose.train.predict import predict
+
+    ref = parse_model_ref(args.model, _store(args))
+    bundle = ref.registry.load(ref.name, ref.version)
+    recording = read_recording(args.file)
+    result = predict(bundle, recording.emg, recording.time)
+    text = result.to_csv()
+    if args.out:
+        Path(args.out).write_text(text)
+        _out(f"{len(result)} windows from {args.file} by {bundle.name} {bundle.version} -> {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from emgpose.train.calibrate import calibrate
+
+    result = calibrate(
+        args.model,
+        args.data,
+        _store(args),
+        seconds=args.seconds,
+        rounds=args.rounds,
+        learning_rate=args.learning_rate,
+        name=args.name,
+        promote=args.promote,
+        device=args.device,
+    )
+    _out(
+        f"calibrated {result['name']} version {result['version']} (from {result['base_version']}) on "
+        f"{result['seconds']:g} s, {result['windows']} windows{', promoted to latest' if result['promoted'] else ''}"
+    )
+    _out(f"  bundle: {result['uri']}")
+    return 0
+
+
+def _uri(path_or_uri: str) -> str:
+    return path_or_uri if "://" in path_or_uri else Path(path_or_uri).resolve().as_uri()
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    store_help = "model store URI (default: STORE_URI from the environment)"
+
+    train = sub.add_parser("train", help="train an XGBoost model (and baselines) on a preprocessed dataset")
+    train.add_argument("--dataset", required=True, help="preprocessed dataset (folder or store URI)")
+    train.add_argument("--name", required=True, help="model name in the registry")
+    train.add_argument("--task", choices=("regression", "classification"), help="default: from the dataset")
+    train.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    train.add_argument("--num-rounds", dest="num_rounds", type=int)
+    train.add_argument("--learning-rate", dest="learning_rate", type=float)
+    train.add_argument("--max-depth", dest="max_depth", type=int)
+    train.add_argument("--params", help="more XGBoost settings, as JSON or a JSON file (see BoostConfig)")
+    train.add_argument("--resume", help="continue boosting from this model (NAME, NAME@VERSION or location)")
+    train.add_argument("--no-promote", action="store_true", help="publish without moving 'latest'")
+    train.add_argument("--store", help=store_help)
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="score a model (and baselines) on a preprocessed dataset")
+    ev.add_argument("--model", required=True, help="NAME, NAME@VERSION, or a store URI of a model version")
+    ev.add_argument("--dataset", required=True, help="preprocessed dataset (folder or store URI)")
+    ev.add_argument("--store", help=store_help)
+    ev.set_defaults(func=cmd_evaluate)
+
+    models = sub.add_parser("models", help="list, show or promote model versions")
+    models.add_argument("action", choices=("list", "show", "promote"))
+    models.add_argument("ref", nargs="?", help="NAME or NAME@VERSION (list: optional name)")
+    models.add_argument("--store", help=store_help)
+    models.set_defaults(func=cmd_models)
+
+    pred = sub.add_parser("predict", help="joint angles (or classes) per window of an HDF5 session file")
+    pred.add_argument("--model", required=True, help="NAME, NAME@VERSION, or a store URI of a model version")
+    pred.add_argument("file", help="session file (.hdf5) at the model's sample rate and channel count")
+    pred.add_argument("--out", help="write CSV here instead of standard output")
+    pred.add_argument("--store", help=store_help)
+    pred.set_defaults(func=cmd_predict)
+
+    cal = sub.add_parser("calibrate", help="adapt a model to a new user from a short recording")
+    cal.add_argument("--model", required=True, help="NAME, NAME@VERSION, or a store URI of a model version")
+    cal.add_argument("--data", required=True, help="the new user's recording (.hdf5 with angles or labels)")
+    cal.add_argument("--seconds", type=float, help="use only the first N seconds (default: all)")
+    cal.add_argument("--rounds", type=int, default=60, help="boosting rounds added (default 60)")
+    cal.add_argument("--learning-rate", dest="learning_rate", type=float, default=0.05)
+    cal.add_argument("--name", help="publish under this model name (default: the base model's)")
+    cal.add_argument("--promote", action="store_true", help="point 'latest' at the calibrated version")
+    cal.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    cal.add_argument("--store", help=store_help)
+    cal.set_defaults(func=cmd_calibrate)

@@ -1,0 +1,199 @@
+"""A preprocessed dataset as training sees it: the window table, its layout, and the train/val/test split.
+
+Splits come from the metadata (the table's ``split`` column). Where the metadata gives no held-out rows,
+they are carved from the training rows by the coarsest unit that exists: whole users, else whole
+sessions, else (one session) chronologically with a gap of one window. Never random rows: neighbouring
+windows overlap, so a random split would leak the test signal into training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from emgpose.errors import DataFormatError, InvalidInput
+from emgpose.preprocess.config import PreprocessConfig
+from emgpose.preprocess.normalize import NormStats
+from emgpose.preprocess.pipeline import MASTER_KEY, SUMMARY_FORMAT, SUMMARY_KEY
+from emgpose.store import open_store
+
+HOLDOUT_SHARE = 0.2  # share of users, sessions or time carved out when the metadata has no held-out rows
+ID_COLUMNS = ("session", "user", "stage", "split", "generalization")
+
+
+@dataclass
+class WindowTable:
+    """Rows of the window table as arrays: features, targets (radians) and labels, identity columns."""
+
+    features: np.ndarray  # (n, d) float32
+    y: np.ndarray | None  # (n, J) float64, radians (None without joints)
+    label: np.ndarray | None  # (n,) int64 (None without labels)
+    window_end: np.ndarray  # (n,) int64, sample index in the session file
+    t_end: np.ndarray  # (n,) float64, seconds
+    ids: dict[str, np.ndarray] = field(default_factory=dict)  # ID_COLUMNS -> (n,) str arrays
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    def take(self, rows: np.ndarray) -> WindowTable:
+        """The rows selected by a boolean mask or an index array."""
+        return WindowTable(
+            features=self.features[rows],
+            y=None if self.y is None else self.y[rows],
+            label=None if self.label is None else self.label[rows],
+            window_end=self.window_end[rows],
+            t_end=self.t_end[rows],
+            ids={k: v[rows] for k, v in self.ids.items()},
+        )
+
+
+@dataclass
+class PreprocessedDataset:
+    """``summary.json`` plus ``master.parquet`` of a preprocessing output."""
+
+    uri: str
+    summary: dict
+    digest: str  # sha256 of summary.json: the lineage recorded in model bundles
+    table: WindowTable
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.summary["feature_names"])
+
+    @property
+    def joint_names(self) -> list[str]:
+        return list(self.summary["joint_names"])
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.summary["label_names"])
+
+    @property
+    def has_label(self) -> bool:
+        return bool(self.summary["has_label"])
+
+    @property
+    def config(self) -> PreprocessConfig:
+        return PreprocessConfig.from_dict(self.summary["config"], source=f"{self.uri}/{SUMMARY_KEY}")
+
+    @property
+    def stats(self) -> NormStats:
+        return NormStats.from_dict(self.summary["stats"])
+
+    @property
+    def window_length(self) -> int:
+        return int(self.summary["window"]["length_samples"])
+
+
+def load_preprocessed(uri: str) -> PreprocessedDataset:
+    """Reads a preprocessing output (any store URI); refuses one without a complete summary."""
+    store = open_store(uri)
+    if not store.exists(SUMMARY_KEY):
+        raise DataFormatError(
+            f"{store.url(SUMMARY_KEY)} not found: {uri} is not a preprocessed dataset "
+            f"(run `emgpose preprocess` first; the summary is written last, so its absence also means "
+            f"an unfinished run)"
+        )
+    raw = store.get_bytes(SUMMARY_KEY)
+    try:
+        summary = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(f"{store.url(SUMMARY_KEY)}: not valid JSON ({exc})") from None
+    if summary.get("format") != SUMMARY_FORMAT:
+        raise DataFormatError(
+            f"{store.url(SUMMARY_KEY)}: format {summary.get('format')!r} is not {SUMMARY_FORMAT!r}; "
+            f"re-run the preprocessing with this version"
+        )
+    with tempfile.TemporaryDirectory(prefix="emgpose-train-") as tmp:
+        path = str(Path(tmp) / MASTER_KEY)
+        store.get_file(MASTER_KEY, path)
+        table = read_window_table(path, summary, store.url(MASTER_KEY))
+    return PreprocessedDataset(uri=uri, summary=summary, digest=hashlib.sha256(raw).hexdigest(), table=table)
+
+
+def read_window_table(path: str, summary: dict, source: str) -> WindowTable:
+    """A window table (Parquet) as arrays, in the column order the summary names."""
+    arrow = pq.read_table(path)
+    names = set(arrow.column_names)
+    wanted = [*summary["feature_names"], *(f"y_{j}" for j in summary["joint_names"]), *ID_COLUMNS]
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        raise DataFormatError(f"{source}: columns {missing[:5]} named by the summary are missing")
+    features = np.empty((arrow.num_rows, len(summary["feature_names"])), dtype=np.float32)
+    for i, name in enumerate(summary["feature_names"]):
+        features[:, i] = arrow[name].to_numpy()
+    y = None
+    if summary["joint_names"]:
+        y = np.column_stack([arrow[f"y_{j}"].to_numpy() for j in summary["joint_names"]]).astype(np.float64)
+    label = arrow["label"].to_numpy().astype(np.int64) if summary["has_label"] and "label" in names else None
+    return WindowTable(
+        features=features,
+        y=y,
+        label=label,
+        window_end=arrow["window_end"].to_numpy().astype(np.int64),
+        t_end=arrow["t_end"].to_numpy().astype(np.float64),
+        ids={c: np.asarray(arrow[c].to_pylist(), dtype=object) for c in ID_COLUMNS},
+    )
+
+
+@dataclass
+class Split:
+    """Per-row split (``train``/``val``/``test``/``gap``) and how each held-out part was chosen."""
+
+    assignment: np.ndarray  # (n,) object array of split names
+    rules: dict[str, str]  # "val"/"test" -> "metadata" | "users ..." | "sessions ..." | "chronological ..."
+
+    def rows(self, name: str) -> np.ndarray:
+        return self.assignment == name
+
+    def counts(self) -> dict[str, int]:
+        names, counts = np.unique(self.assignment.astype(str), return_counts=True)
+        return {str(k): int(v) for k, v in zip(names, counts, strict=True)}
+
+
+def assign_splits(table: WindowTable, window_length: int) -> Split:
+    """Uses the metadata's splits, carving test, then val, out of train where none is given."""
+    assignment = np.asarray(table.ids["split"], dtype=object).copy()
+    rules: dict[str, str] = {}
+    for target in ("test", "val"):
+        if (assignment == target).any():
+            rules[target] = "metadata"
+            continue
+        rules[target] = _carve(table, assignment, target, window_length)
+    if not (assignment == "train").any():
+        raise InvalidInput("no training windows are left after the split; the dataset needs more data")
+    return Split(assignment, rules)
+
+
+def _carve(table: WindowTable, assignment: np.ndarray, target: str, window_length: int) -> str:
+    """Moves the last share of the training users/sessions/time to ``target``; returns the rule used."""
+    pool = assignment == "train"
+    for unit in ("user", "session"):
+        values = sorted(set(table.ids[unit][pool]) - {""})
+        if len(values) >= 2:
+            k = max(1, math.floor(len(values) * HOLDOUT_SHARE + 0.5))
+            held = values[-k:]
+            assignment[pool & np.isin(table.ids[unit], held)] = target
+            return f"{unit}s {', '.join(map(str, held))} (the metadata has no {target} split)"
+    return _carve_in_time(table, assignment, pool, target, window_length)
+
+
+def _carve_in_time(table: WindowTable, assignment: np.ndarray, pool: np.ndarray, target: str, length: int) -> str:
+    """One session: the last share of its windows in time, with one window's gap before them."""
+    rows = np.flatnonzero(pool)
+    if len(rows) < 3:
+        return f"none (too few training windows to carve a {target} split)"
+    ends = table.window_end[rows]
+    cut = np.quantile(ends, 1.0 - HOLDOUT_SHARE, method="lower")
+    first_held_start = cut - length + 1  # first sample a held-out window sees
+    assignment[rows[ends >= cut]] = target
+    # A training window must end one whole window before the first held-out window starts.
+    assignment[rows[(ends < cut) & (ends >= first_held_start - length)]] = "gap"
+    return f"chronological: last {HOLDOUT_SHARE:.0%} of the session in time, one window's gap before it"

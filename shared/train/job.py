@@ -1,0 +1,287 @@
+"""``run_train`` and ``run_evaluate``: the trainer's work as plain functions (the Celery task wraps them).
+
+Training reads a preprocessed dataset, splits it (metadata first, see :mod:`emgpose.train.data`), fits
+the baselines and the booster on the same rows, scores all of them on the held-out splits, and publishes
+a model version (booster, ``bundle.json``, ``report.json``, plots). Evaluation scores an existing version
+on a preprocessed dataset and writes its report next to the model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import numpy as np
+import xgboost as xgb
+
+import emgpose
+from emgpose.errors import DataFormatError, InvalidInput
+from emgpose.train import boost
+from emgpose.train.bundle import MODEL_FILE, Bundle, Registry, check_name, new_version, parse_model_ref
+from emgpose.train.data import PreprocessedDataset, assign_splits, load_preprocessed
+from emgpose.train.evaluate import MODEL, Task, evaluate, fit_baselines, headline, report, write_plots
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]
+REPORT_FILE = "report.json"
+
+
+def _no_progress(done: int, total: int, stage: str) -> None:
+    return None
+
+
+def choose_task(data: PreprocessedDataset, requested: str | None) -> Task:
+    """Regression where the dataset has joint angles, classification where it has labels."""
+    kind = requested or ("regression" if data.joint_names else "classification")
+    if kind == "regression" and not data.joint_names:
+        raise InvalidInput(f"{data.uri}: task 'regression' needs joint angles, and this dataset has none")
+    if kind == "classification" and not data.has_label:
+        raise InvalidInput(f"{data.uri}: task 'classification' needs gesture labels, and this dataset has none")
+    if kind not in ("regression", "classification"):
+        raise InvalidInput(f"task must be 'regression' or 'classification', got {kind!r}")
+    names = data.joint_names if kind == "regression" else data.label_names
+    if kind == "classification" and not names and data.table.label is not None:
+        names = [str(i) for i in range(int(data.table.label.max()) + 1)]
+    return Task(kind, names, data.stats)
+
+
+def _lineage(data: PreprocessedDataset) -> dict[str, Any]:
+    return {
+        "dataset_uri": data.uri,
+        "summary_sha256": data.digest,
+        "metadata_sha256": data.summary["input"]["metadata_sha256"],
+        "raw_uri": data.summary["input"]["uri"],
+    }
+
+
+def _versions() -> dict[str, str]:
+    return {"emgpose": emgpose.__version__, "xgboost": xgb.__version__, "numpy": np.__version__}
+
+
+def bundle_meta(name: str, task: Task, data: PreprocessedDataset, boost_config: boost.BoostConfig) -> dict[str, Any]:
+    """``bundle.json`` content (metrics and files are added by the caller and the registry)."""
+    summary = data.summary
+    return {
+        "name": name,
+        "task": task.kind,
+        "joint_names": task.names if task.kind == "regression" else [],
+        "class_names": task.names if task.kind == "classification" else [],
+        "num_channels": summary["num_channels"],
+        "channel_names": summary["channel_names"],
+        "sample_rate": summary["sample_rate"],
+        "window": summary["window"],
+        "preprocess": summary["config"],
+        "stats": summary["stats"],
+        "feature_names": data.feature_names,
+        "training": {"params": boost_config.model_dump(mode="json")},
+        "lineage": _lineage(data),
+        "versions": _versions(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def run_train(
+    dataset_uri: str,
+    store_uri: str,
+    name: str,
+    *,
+    task: Literal["regression", "classification"] | None = None,
+    config: boost.BoostConfig | None = None,
+    resume: str | None = None,
+    checkpoint_key: str | None = None,
+    promote: bool = True,
+    progress: Progress = _no_progress,
+    cancelled: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Trains, scores and publishes ``models/<name>/<version>``; returns where and how well.
+
+    ``resume`` continues boosting from an existing model (a reference as in :func:`parse_model_ref`);
+    ``checkpoint_key`` (a key in the store) saves the booster every 25 rounds and, when a checkpoint
+    is already there, continues from it: an interrupted job re-run with the same key loses little.
+    """
+    check_name(name)
+    config = config or boost.BoostConfig()
+    started = time.perf_counter()
+    progress(0, 1, "loading")
+    data = load_preprocessed(dataset_uri)
+    task_ = choose_task(data, task)
+    split = assign_splits(data.table, data.window_length)
+    train, val = data.table.take(split.rows("train")), data.table.take(split.rows("val"))
+    log.info("training %s on %s: %s", task_.kind, dataset_uri, split.counts())
+    registry = Registry(store_uri)
+    init = _initial_booster(registry, store_uri, resume, checkpoint_key, data)
+
+    progress(0, 1, "baselines")
+    models = fit_baselines(task_, train, val)
+    store = registry.store
+
+    def save_checkpoint(booster: xgb.Booster) -> None:
+        store.put_bytes(checkpoint_key, bytes(booster.save_raw("json")))
+
+    fit = boost.fit(
+        config,
+        task_.kind,
+        train.features,
+        task_.targets(train),
+        val.features if len(val) else None,
+        task_.targets(val) if len(val) else None,
+        num_class=len(task_.names) if task_.kind == "classification" else 0,
+        init_model=init,
+        progress=progress,
+        cancelled=cancelled,
+        checkpoint=save_checkpoint if checkpoint_key else None,
+    )
+    models = {MODEL: task_.booster_predictor(fit.booster), **models}
+    progress(0, 1, "evaluating")
+    evaluation = evaluate(task_, data.table, split, models)
+    meta = bundle_meta(name, task_, data, config)
+    meta["training"].update(
+        rounds_run=fit.rounds_run,
+        best_round=fit.best_round,
+        seconds=fit.seconds,
+        metric=fit.metric,
+        resumed_from=resume or (checkpoint_key if init is not None else None),
+        windows=split.counts(),
+    )
+    meta["metrics"] = _metric_digest(evaluation)
+    version = meta["version"] = new_version()
+    rep = report(
+        task=task_,
+        model={"name": name, "version": version},
+        dataset={"uri": dataset_uri, "summary_sha256": data.digest},
+        split=split,
+        evaluation=evaluation,
+        training={**meta["training"], "history": fit.history},
+    )
+    progress(0, 1, "publishing")
+    with tempfile.TemporaryDirectory(prefix="emgpose-report-") as tmp:
+        files = _report_files(tmp, rep, task_, data, split, models, evaluation)
+        registry.publish(meta, fit.booster, files, promote=promote)
+    if checkpoint_key and store.exists(checkpoint_key):
+        store.delete(checkpoint_key)
+    result = {
+        "name": name,
+        "version": version,
+        "uri": store.url(f"models/{name}/{version}"),
+        "report": store.url(f"models/{name}/{version}/{REPORT_FILE}"),
+        "task": task_.kind,
+        "metrics": meta["metrics"],
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    log.info("model %s %s: %s", name, version, json.dumps(meta["metrics"].get("verdict", {})))
+    return result
+
+
+def _initial_booster(
+    registry: Registry, store_uri: str, resume: str | None, checkpoint_key: str | None, data: PreprocessedDataset
+) -> xgb.Booster | None:
+    if checkpoint_key and registry.store.exists(checkpoint_key):
+        booster = xgb.Booster()
+        booster.load_model(bytearray(registry.store.get_bytes(checkpoint_key)))
+        log.info("continuing from checkpoint %s (%d rounds)", checkpoint_key, booster.num_boosted_rounds())
+        return booster
+    if resume is None:
+        return None
+    ref = parse_model_ref(resume, store_uri)
+    bundle = ref.registry.load(ref.name, ref.version)
+    if bundle.feature_names != data.feature_names:
+        raise InvalidInput(
+            f"cannot resume from {bundle.name} {bundle.version}: its {len(bundle.feature_names)} features differ "
+            f"from the dataset's {len(data.feature_names)} (preprocess with the model's config)"
+        )
+    return bundle.booster
+
+
+def _metric_digest(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers a model list shows: the headline split's key figures and verdicts."""
+    chosen = headline(evaluation)
+    if chosen is None:
+        return {}
+    name, scores = chosen
+    digest: dict[str, Any] = {"split": name}
+    for label, figures in scores["overall"].items():
+        digest[label] = {
+            k: figures.get(k) for k in ("mae_deg", "rmse_deg", "r2_mean", "accuracy", "macro_f1") if k in figures
+        }
+    digest["verdict"] = scores["verdict"]
+    return digest
+
+
+def _report_files(
+    tmp: str, rep: dict[str, Any], task: Task, data: PreprocessedDataset, split: Any, models: dict, evaluation: dict
+) -> dict[str, str]:
+    """Writes the report and plots into ``tmp``; returns store key (relative) -> local path."""
+    pngs = write_plots(os.path.join(tmp, "plots"), task, data.table, split, models, evaluation)
+    rep["plots"] = [f"plots/{os.path.basename(p)}" for p in pngs]
+    path = os.path.join(tmp, REPORT_FILE)
+    with open(path, "w") as fh:
+        json.dump(rep, fh, indent=2)
+    return {REPORT_FILE: path, **{f"plots/{os.path.basename(p)}": p for p in pngs}}
+
+
+def run_evaluate(model: str, dataset_uri: str, store_uri: str, progress: Progress = _no_progress) -> dict[str, Any]:
+    """Scores a model version (and baselines fitted on the dataset's training split) on a dataset.
+
+    The report goes to ``models/<name>/<version>/evaluations/<id>/`` beside the model; the version's
+    own files are not touched.
+    """
+    ref = parse_model_ref(model, store_uri)
+    bundle = ref.registry.load(ref.name, ref.version)
+    progress(0, 1, "loading")
+    data = load_preprocessed(dataset_uri)
+    _check_compatible(bundle, data)
+    task_ = Task(bundle.task, bundle.joint_names or bundle.class_names, bundle.stats)
+    split = assign_splits(data.table, data.window_length)
+    train, val = data.table.take(split.rows("train")), data.table.take(split.rows("val"))
+    progress(0, 1, "baselines")
+    models = {MODEL: task_.booster_predictor(bundle.booster), **fit_baselines(task_, train, val)}
+    progress(0, 1, "evaluating")
+    evaluation = evaluate(task_, data.table, split, models)
+    eval_id = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
+    rep = report(
+        task=task_,
+        model={"name": bundle.name, "version": bundle.version},
+        dataset={"uri": dataset_uri, "summary_sha256": data.digest},
+        split=split,
+        evaluation=evaluation,
+    )
+    rep["normalisation"] = (
+        "the model's statistics" if data.summary["stats"] == bundle.meta["stats"] else "the dataset's own statistics"
+    )
+    store = ref.registry.store
+    prefix = f"models/{bundle.name}/{bundle.version}/evaluations/{eval_id}"
+    with tempfile.TemporaryDirectory(prefix="emgpose-report-") as tmp:
+        files = _report_files(tmp, rep, task_, data, split, models, evaluation)
+        for key, path in sorted(files.items(), key=lambda kv: kv[0] == REPORT_FILE):  # report last
+            store.put_file(f"{prefix}/{key}", path)
+    return {
+        "name": bundle.name,
+        "version": bundle.version,
+        "report": store.url(f"{prefix}/{REPORT_FILE}"),
+        "metrics": _metric_digest(evaluation),
+    }
+
+
+def _check_compatible(bundle: Bundle, data: PreprocessedDataset) -> None:
+    problems = []
+    if bundle.num_channels != data.summary["num_channels"]:
+        problems.append(f"{data.summary['num_channels']} channels, the model needs {bundle.num_channels}")
+    if abs(bundle.sample_rate - float(data.summary["sample_rate"])) > 1e-6:
+        problems.append(f"sample rate {data.summary['sample_rate']} Hz, the model needs {bundle.sample_rate:g} Hz")
+    if bundle.feature_names != data.feature_names:
+        problems.append("different features (preprocess it with the model's config)")
+    if bundle.task == "regression" and bundle.joint_names != data.joint_names:
+        problems.append(f"joints {data.joint_names[:3]}..., the model predicts {bundle.joint_names[:3]}...")
+    if problems:
+        raise DataFormatError(f"{data.uri} does not fit model {bundle.name} {bundle.version}: " + "; ".join(problems))
+
+
+__all__ = ["MODEL_FILE", "run_evaluate", "run_train"]

@@ -1,0 +1,139 @@
+"""Raw EMG in, joint angles (or class probabilities) out: the training preprocessing, then the booster.
+
+:class:`Predictor` keeps the causal filter and window state between calls, so a live stream can be fed
+chunk by chunk and each new window is answered as soon as it exists; :func:`predict` is the one-shot
+form. Both apply exactly the code the offline pipeline ran, with the bundle's saved statistics.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from emgpose.errors import InvalidInput
+from emgpose.preprocess.windows import WindowStream
+from emgpose.train import boost
+from emgpose.train.bundle import Bundle
+
+
+@dataclass
+class Prediction:
+    """One row per window: its last sample, its end time, and the model's answer."""
+
+    model: str
+    version: str
+    task: str
+    names: list[str]  # joint names (regression) or class names (classification)
+    window_end: np.ndarray  # (n,) int64, sample index counted from the first non-warm-up sample
+    t_end: np.ndarray  # (n,) float64 seconds (the input's clock, or window_end / sample_rate)
+    values: np.ndarray  # (n, k): angles in radians, or class probabilities
+
+    def __len__(self) -> int:
+        return int(self.window_end.shape[0])
+
+    @property
+    def degrees(self) -> np.ndarray:
+        if self.task != "regression":
+            raise InvalidInput("degrees exist for regression models only")
+        return np.degrees(self.values)
+
+    @property
+    def classes(self) -> list[str]:
+        """Most probable class per window (classification)."""
+        return [self.names[i] for i in np.argmax(self.values, axis=1)] if len(self) else []
+
+    def to_csv(self) -> str:
+        """``window_end,t_end`` then ``<joint>_rad,<joint>_deg`` per joint, or ``p_<class>`` and ``class``."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        if self.task == "regression":
+            writer.writerow(["window_end", "t_end", *(f"{n}_{u}" for n in self.names for u in ("rad", "deg"))])
+            deg = self.degrees
+            for i in range(len(self)):
+                pairs = [f"{v:.6g}" for j in range(len(self.names)) for v in (self.values[i, j], deg[i, j])]
+                writer.writerow([int(self.window_end[i]), f"{self.t_end[i]:.6f}", *pairs])
+        else:
+            writer.writerow(["window_end", "t_end", *(f"p_{n}" for n in self.names), "class"])
+            classes = self.classes
+            for i in range(len(self)):
+                probs = [f"{p:.6g}" for p in self.values[i]]
+                writer.writerow([int(self.window_end[i]), f"{self.t_end[i]:.6f}", *probs, classes[i]])
+        return out.getvalue()
+
+
+class Predictor:
+    """Stateful preprocessing + booster for one stream of EMG at the bundle's sample rate."""
+
+    def __init__(self, bundle: Bundle, source: str = "EMG input") -> None:
+        self.bundle = bundle
+        self.source = source
+        self.stream = WindowStream(bundle.config, bundle.sample_rate, bundle.num_channels, bundle.stats, source=source)
+        self.window_length = self.stream.length
+
+    def check(self, emg: np.ndarray) -> np.ndarray:
+        """The input as float32 ``(samples, channels)``; refuses wrong shapes and NaN/inf."""
+        emg = np.asarray(emg)
+        if emg.ndim == 1 and self.bundle.num_channels == 1:
+            emg = emg[:, None]
+        if emg.ndim != 2 or emg.shape[1] != self.bundle.num_channels:
+            raise InvalidInput(
+                f"{self.source}: expected EMG of shape (samples, {self.bundle.num_channels}) for model "
+                f"{self.bundle.name} {self.bundle.version}, got {emg.shape}"
+            )
+        if not np.issubdtype(emg.dtype, np.number):
+            raise InvalidInput(f"{self.source}: EMG must be numeric, got {emg.dtype}")
+        emg = emg.astype(np.float32, copy=False)
+        bad = ~np.isfinite(emg)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise InvalidInput(
+                f"{self.source}: EMG has {int(bad.sum())} NaN/inf values (first at sample {row}, channel {col}); "
+                f"send finite values only"
+            )
+        return emg
+
+    def warm_up(self, emg: np.ndarray) -> None:
+        """Feeds samples through the filters only (no windows), like the offline pre-roll."""
+        self.stream.warm_up(self.check(emg))
+
+    def push(self, emg: np.ndarray, time: np.ndarray | None = None) -> Prediction:
+        """The predictions of every window that ends inside this chunk (possibly none)."""
+        emg = self.check(emg)
+        first = self.stream.seen
+        if time is None:
+            time = (first + np.arange(len(emg))) / self.bundle.sample_rate
+        batch = self.stream.push(emg, np.asarray(time, dtype=np.float64))
+        raw = boost.predict(self.bundle.booster, batch.features, self.bundle.outputs)
+        values = self.bundle.stats.unscale_targets(raw) if self.bundle.task == "regression" else raw
+        names = self.bundle.joint_names if self.bundle.task == "regression" else self.bundle.class_names
+        return Prediction(
+            model=self.bundle.name,
+            version=self.bundle.version,
+            task=self.bundle.task,
+            names=names,
+            window_end=batch.end_index,
+            t_end=batch.end_time,
+            values=np.asarray(values, dtype=np.float64),
+        )
+
+
+def predict(bundle: Bundle, emg: np.ndarray, time: np.ndarray | None = None, warm_up: int = 0) -> Prediction:
+    """One result per window of ``emg`` (samples x channels at the bundle's sample rate).
+
+    The first ``warm_up`` samples only settle the filters (no windows end there), as the offline
+    pipeline's pre-roll does before a session's time range.
+    """
+    predictor = Predictor(bundle)
+    emg = predictor.check(emg)
+    if warm_up:
+        predictor.warm_up(emg[:warm_up])
+    usable = len(emg) - warm_up
+    if usable < predictor.window_length:
+        raise InvalidInput(
+            f"EMG input: {usable} samples are fewer than one window ({predictor.window_length} samples = "
+            f"{predictor.window_length / bundle.sample_rate * 1000:g} ms at {bundle.sample_rate:g} Hz)"
+        )
+    return predictor.push(emg[warm_up:], None if time is None else np.asarray(time)[warm_up:])
