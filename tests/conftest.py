@@ -16,7 +16,11 @@ from pathlib import Path
 import boto3
 import pytest
 
+from emgpose.preprocess.job import run_preprocess
 from emgpose.settings import get_settings
+from emgpose.synth import SynthConfig, write_dataset
+from emgpose.train.boost import BoostConfig
+from emgpose.train.job import run_train
 
 # ---------------------------------------------------------------------------------------------------
 # Object store: a real moto S3 server (a subprocess speaking HTTP) and store URIs for both backends
@@ -108,3 +112,23 @@ def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def free_tcp_port() -> int:
     """A port on 127.0.0.1 where nothing listens (for testing unreachable endpoints)."""
     return free_port()
+
+
+TRAIN_SYNTH = SynthConfig(users=3, stages=2, sessions=2, duration_s=8.0, chunk_samples=4096)
+TRAIN_FAST = BoostConfig(num_rounds=30, max_depth=4, learning_rate=0.3, nthread=2)
+
+
+@pytest.fixture(scope="session")
+def train_synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic dataset (``data/``) and its preprocessing output (``pre/``), shared read-only."""
+    root = tmp_path_factory.mktemp("train")
+    write_dataset(TRAIN_SYNTH, str(root / "data"))
+    run_preprocess(str(root / "data"), str(root / "pre"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def train_model(train_synth: Path) -> tuple[dict, str]:
+    """A model ``hand`` trained on :func:`train_synth` (result, store URI); tests may add versions."""
+    store = str(train_synth / "store")
+    return run_train(str(train_synth / "pre"), store, "hand", config=TRAIN_FAST), store

@@ -94,10 +94,14 @@ def test_preprocess_without_csv_flag_writes_no_csv(dataset: Path, tmp_path: Path
     assert not list((tmp_path / "out" / "sessions").glob("*.csv"))
 
 
-def test_run_synthesises_preprocesses_and_summarises(tmp_path: Path) -> None:
+def test_run_synthesises_preprocesses_trains_and_evaluates(tmp_path: Path) -> None:
     work = tmp_path / "w"
     out = ok(emgpose("run", "--workdir", work, "--duration", "3", cwd=tmp_path))
     assert f"master table: {(work / 'preprocessed').as_uri()}/master.parquet" in out
+    assert "trained model demo version " in out and "test/overall: mae_deg" in out
+    report = out.split("report: ")[-1].strip()
+    assert report.startswith((work / "store" / "models" / "demo").as_uri()) and "/evaluations/" in report
+    assert json.loads(Path(report.removeprefix("file://")).read_text())["evaluation"]["test"]
     assert (work / "data" / "metadata.csv").is_file()
     summary = json.loads((work / "preprocessed" / "summary.json").read_text())
     assert summary["input"]["sessions"] == len(metadata_rows(work / "data")) > 0

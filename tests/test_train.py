@@ -17,50 +17,42 @@ from emgpose.train.data import load_preprocessed
 from emgpose.train.job import run_evaluate, run_train
 from emgpose.train.predict import Predictor, predict
 
-SMALL = SynthConfig(users=3, stages=2, sessions=2, duration_s=8.0, chunk_samples=4096)
 FAST = boost.BoostConfig(num_rounds=30, max_depth=4, learning_rate=0.3, nthread=2)
 
 
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    write_dataset(SMALL, str(root / "data"))
-    run_preprocess(str(root / "data"), str(root / "pre"))
-    return root
-
-
-@pytest.fixture(scope="module")
-def trained(synth):
-    store = str(synth / "store")
-    return run_train(str(synth / "pre"), store, "hand", config=FAST), store
-
-
-def test_bundle_holds_model_meta_report_and_plots(trained, synth):
-    result, store = trained
-    folder = synth / "store" / "models" / "hand" / result["version"]
+def test_bundle_holds_model_meta_report_and_plots(train_model, train_synth):
+    result, store = train_model
+    folder = train_synth / "store" / "models" / "hand" / result["version"]
     names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     assert names == ["bundle.json", MODEL_FILE, "plots/joint_errors.png", "plots/traces.png", "report.json"]
     meta = json.loads((folder / "bundle.json").read_text())
-    summary = json.loads((synth / "pre" / "summary.json").read_text())
+    summary = json.loads((train_synth / "pre" / "summary.json").read_text())
     assert meta["task"] == "regression" and meta["joint_names"] == summary["joint_names"]
     assert meta["feature_names"] == summary["feature_names"] and meta["num_channels"] == 16
     assert meta["preprocess"] == summary["config"] and meta["stats"] == summary["stats"]
     assert meta["versions"]["xgboost"] and meta["lineage"]["metadata_sha256"] == summary["input"]["metadata_sha256"]
     assert set(meta["files"]) == set(names) - {"bundle.json"}
-    assert json.loads((synth / "store" / "models" / "hand" / "latest").read_text())["version"] == result["version"]
+    assert (
+        json.loads((train_synth / "store" / "models" / "hand" / "latest").read_text())["version"] == result["version"]
+    )
     report = json.loads((folder / "report.json").read_text())
     assert report["split"]["rules"] == {"test": "metadata", "val": "metadata"}
     test = report["evaluation"]["test"]
     assert set(test["overall"]) == {"xgboost", "ridge", "mean"}
     assert set(test["by_generalization"]) == {"user", "stage", "user_stage"}
     figures = test["overall"]["xgboost"]
-    assert figures["mae_deg"] > 0 and len(figures["per_joint"]) == 20 and set(figures["per_finger"]) == {
-        "thumb",
-        "index",
-        "middle",
-        "ring",
-        "pinky",
-    }
+    assert (
+        figures["mae_deg"] > 0
+        and len(figures["per_joint"]) == 20
+        and set(figures["per_finger"])
+        == {
+            "thumb",
+            "index",
+            "middle",
+            "ring",
+            "pinky",
+        }
+    )
     assert test["verdict"]["overall"]["metric"] == "mae_deg"
     assert isinstance(test["verdict"]["overall"]["beats_baselines"], bool)
     # Even on this tiny set the booster must beat the constant answer on validation.
@@ -69,16 +61,16 @@ def test_bundle_holds_model_meta_report_and_plots(trained, synth):
     assert (folder / "plots" / "traces.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_predict_matches_the_offline_pipeline_on_a_held_out_session(trained, synth):
-    result, store = trained
+def test_predict_matches_the_offline_pipeline_on_a_held_out_session(train_model, train_synth):
+    result, store = train_model
     bundle = Registry(store).load("hand")
-    data = load_preprocessed(str(synth / "pre"))
+    data = load_preprocessed(str(train_synth / "pre"))
     session = next(s for s in data.summary["sessions"] if s["split"] == "test")
     rows = data.table.ids["session"] == session["filename"]
     offline = bundle.stats.unscale_targets(boost.predict(bundle.booster, data.table.features[rows], 20))
     start, stop = session["range"]
     preroll = max(0, start - round(bundle.config.preroll_ms * bundle.sample_rate / 1000))
-    with SessionReader(synth / "data" / f"{session['filename']}.hdf5") as reader:
+    with SessionReader(train_synth / "data" / f"{session['filename']}.hdf5") as reader:
         chunk = next(reader.iter_chunks(10**7, preroll, stop))
     online = predict(bundle, chunk.emg, chunk.time, warm_up=start - preroll)
     # IK-failure windows are dropped offline, so compare on the windows both have.
@@ -96,8 +88,8 @@ def test_predict_matches_the_offline_pipeline_on_a_held_out_session(trained, syn
     np.testing.assert_allclose(streamed, online.values, rtol=1e-5, atol=1e-6)
 
 
-def test_predict_refuses_bad_input_with_the_rule(trained):
-    bundle = Registry(trained[1]).load("hand")
+def test_predict_refuses_bad_input_with_the_rule(train_model):
+    bundle = Registry(train_model[1]).load("hand")
     with pytest.raises(InvalidInput, match=r"expected EMG of shape \(samples, 16\).*got \(1000, 8\)"):
         predict(bundle, np.zeros((1000, 8)))
     with pytest.raises(InvalidInput, match=r"fewer than one window \(400 samples = 200 ms at 2000 Hz\)"):
@@ -108,10 +100,10 @@ def test_predict_refuses_bad_input_with_the_rule(trained):
         predict(bundle, emg)
 
 
-def test_registry_versions_promote_rollback_and_refusals(trained, synth):
-    result, store = trained
+def test_registry_versions_promote_rollback_and_refusals(train_model, train_synth):
+    result, store = train_model
     registry = Registry(store)
-    second = run_train(str(synth / "pre"), store, "hand", config=FAST.model_copy(update={"num_rounds": 5}))
+    second = run_train(str(train_synth / "pre"), store, "hand", config=FAST.model_copy(update={"num_rounds": 5}))
     assert registry.versions("hand")[-2:] == [result["version"], second["version"]]
     assert registry.latest("hand") == second["version"]
     registry.promote("hand", result["version"])  # rollback
@@ -122,7 +114,7 @@ def test_registry_versions_promote_rollback_and_refusals(trained, synth):
     with pytest.raises(NotFound, match="model 'ghost' not found"):
         registry.load("ghost")
     # A half-written version (no bundle.json yet) is invisible and cannot be promoted.
-    half = synth / "store" / "models" / "hand" / "29990101T000000Z-000000"
+    half = train_synth / "store" / "models" / "hand" / "29990101T000000Z-000000"
     half.mkdir()
     (half / MODEL_FILE).write_bytes(b"{}")
     assert half.name not in registry.versions("hand")
@@ -140,10 +132,10 @@ def test_registry_versions_promote_rollback_and_refusals(trained, synth):
         (lambda meta, model: (meta.pop("stats"), model)[1], "lacks \\['stats'\\]"),
     ],
 )
-def test_loading_refuses_a_damaged_bundle(trained, synth, tmp_path, damage, message):
-    result, _ = trained
+def test_loading_refuses_a_damaged_bundle(train_model, train_synth, tmp_path, damage, message):
+    result, _ = train_model
     store = tmp_path / "store"
-    shutil.copytree(synth / "store" / "models" / "hand" / result["version"], store / "models" / "hand" / "v1")
+    shutil.copytree(train_synth / "store" / "models" / "hand" / result["version"], store / "models" / "hand" / "v1")
     folder = store / "models" / "hand" / "v1"
     meta = json.loads((folder / "bundle.json").read_text())
     model = damage(meta, (folder / MODEL_FILE).read_bytes())
@@ -153,11 +145,11 @@ def test_loading_refuses_a_damaged_bundle(trained, synth, tmp_path, damage, mess
         Registry(str(store)).load("hand", "v1")
 
 
-def test_resume_continues_boosting_from_a_saved_model(trained, synth, tmp_path):
-    result, store = trained
+def test_resume_continues_boosting_from_a_saved_model(train_model, train_synth, tmp_path):
+    result, store = train_model
     first = Registry(store).load("hand", result["version"])
     more = run_train(
-        str(synth / "pre"),
+        str(train_synth / "pre"),
         str(tmp_path / "store"),
         "hand2",
         config=FAST.model_copy(update={"num_rounds": 5, "early_stopping_rounds": 100}),
@@ -169,7 +161,7 @@ def test_resume_continues_boosting_from_a_saved_model(trained, synth, tmp_path):
     assert more["version"] != result["version"]
 
 
-def test_cancel_keeps_a_checkpoint_and_a_rerun_continues_from_it(synth, tmp_path):
+def test_cancel_keeps_a_checkpoint_and_a_rerun_continues_from_it(train_synth, tmp_path):
     store = str(tmp_path / "store")
     calls = {"n": 0}
 
@@ -180,18 +172,18 @@ def test_cancel_keeps_a_checkpoint_and_a_rerun_continues_from_it(synth, tmp_path
     config = FAST.model_copy(update={"num_rounds": 40, "early_stopping_rounds": 100})
     key = "checkpoints/job-1.json"
     with pytest.raises(boost.Cancelled, match="cancelled after 27 rounds"):
-        run_train(str(synth / "pre"), store, "ck", config=config, checkpoint_key=key, cancelled=cancelled)
+        run_train(str(train_synth / "pre"), store, "ck", config=config, checkpoint_key=key, cancelled=cancelled)
     assert Registry(store).names() == [] and (tmp_path / "store" / key).exists()
-    result = run_train(str(synth / "pre"), store, "ck", config=config, checkpoint_key=key)
+    result = run_train(str(train_synth / "pre"), store, "ck", config=config, checkpoint_key=key)
     meta = Registry(store).meta("ck", result["version"])
     assert meta["training"]["rounds_run"] == 25 + 40  # the checkpoint after round 25, then 40 more
     assert not (tmp_path / "store" / key).exists()
 
 
-def test_progress_reports_every_round(synth, tmp_path):
+def test_progress_reports_every_round(train_synth, tmp_path):
     seen = []
     run_train(
-        str(synth / "pre"),
+        str(train_synth / "pre"),
         str(tmp_path / "store"),
         "p",
         config=FAST.model_copy(update={"num_rounds": 6, "early_stopping_rounds": 100}),
@@ -202,9 +194,9 @@ def test_progress_reports_every_round(synth, tmp_path):
     assert [s for _, _, s in seen if s != "boosting"] == ["loading", "baselines", "evaluating", "publishing"]
 
 
-def test_evaluate_writes_a_report_beside_the_model_and_refuses_a_mismatch(trained, synth, tmp_path):
-    result, store = trained
-    out = run_evaluate(f"hand@{result['version']}", str(synth / "pre"), store)
+def test_evaluate_writes_a_report_beside_the_model_and_refuses_a_mismatch(train_model, train_synth, tmp_path):
+    result, store = train_model
+    out = run_evaluate(f"hand@{result['version']}", str(train_synth / "pre"), store)
     assert f"models/hand/{result['version']}/evaluations/" in out["report"]
     report = json.loads(Path(out["report"].removeprefix("file://")).read_text())
     assert report["normalisation"] == "the model's statistics"
@@ -218,13 +210,13 @@ def test_evaluate_writes_a_report_beside_the_model_and_refuses_a_mismatch(traine
         run_evaluate(f"hand@{result['version']}", str(tmp_path / "p8"), store)
 
 
-def test_wrong_task_and_missing_dataset_are_refused(synth, tmp_path):
+def test_wrong_task_and_missing_dataset_are_refused(train_synth, tmp_path):
     with pytest.raises(InvalidInput, match="classification' needs gesture labels"):
-        run_train(str(synth / "pre"), str(tmp_path / "s"), "x", task="classification", config=FAST)
+        run_train(str(train_synth / "pre"), str(tmp_path / "s"), "x", task="classification", config=FAST)
     with pytest.raises(DataFormatError, match="is not a preprocessed dataset"):
-        run_train(str(synth / "data"), str(tmp_path / "s"), "x", config=FAST)
+        run_train(str(train_synth / "data"), str(tmp_path / "s"), "x", config=FAST)
     with pytest.raises(InvalidInput, match="model name 'bad name'"):
-        run_train(str(synth / "pre"), str(tmp_path / "s"), "bad name", config=FAST)
+        run_train(str(train_synth / "pre"), str(tmp_path / "s"), "bad name", config=FAST)
     with pytest.raises(InvalidInput, match="num_rounds"):
         boost.BoostConfig.from_dict({"num_rounds": 0})
     with pytest.raises(InvalidInput, match="colsample"):

@@ -32,11 +32,11 @@ class RoundsBar:
 
     def __call__(self, done: int, total: int, stage: str) -> None:
         if stage != "boosting":
-            self.bar.set_description_str(stage)
+            self.bar.set_description_str(stage, refresh=False)
             return
         if self.bar.total != total:
             self.bar.total = total
-            self.bar.set_description_str("boosting")
+            self.bar.set_description_str("boosting", refresh=False)
         self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
