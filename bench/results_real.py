@@ -88,7 +88,7 @@ def uci(root: Path, out: Path) -> dict:
         {
             f"{label} ({direction})": (SECONDS, results[direction]["calibration"][label])
             for direction in results
-            for label in ("calibrated", "scratch")
+            for label in ("calibrated", "boosting_only", "scratch")
         }
         | {"uncalibrated (3->5)": (SECONDS, first["uncalibrated"])},
         "seconds of the new subject's data (a third from each activity)",

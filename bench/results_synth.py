@@ -33,16 +33,27 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--strategy", default="one_output_per_tree")
+    parser.add_argument("--stage-variation", dest="stage_variation", type=float, default=SynthConfig.stage_variation)
+    parser.add_argument("--rounds", type=int, default=800)
+    parser.add_argument("--tag", default="synth", help="prefix of the output files")
     args = parser.parse_args()
     work, out = Path(args.workdir).resolve(), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(work, ignore_errors=True)
-    config = SynthConfig(users=args.users, stages=4, sessions=2, duration_s=args.duration, held_out_users=2, seed=3)
+    config = SynthConfig(
+        users=args.users,
+        stages=4,
+        sessions=2,
+        duration_s=args.duration,
+        held_out_users=2,
+        stage_variation=args.stage_variation,
+        seed=3,
+    )
     started = time.perf_counter()
     write_dataset(config, str(work / "data"))
     run_preprocess(str(work / "data"), str(work / "pre"))
     t_pre = time.perf_counter() - started
-    boost = BoostConfig(multi_strategy=args.strategy)
+    boost = BoostConfig(multi_strategy=args.strategy, num_rounds=args.rounds)
     result = run_train(str(work / "pre"), str(work / "store"), "synth", config=boost)
     report = json.loads((work / "store" / "models" / "synth" / result["version"] / "report.json").read_text())
     bundle = Registry(str(work / "store")).load("synth")
@@ -57,16 +68,19 @@ def main() -> None:
         curves[user] = calibration_curve(bundle, calib, tests, SECONDS)
     mean_curve = {k: np.mean([c[k] for c in curves.values()], axis=0).tolist() for k in curves[next(iter(curves))]}
     plots.plot_curve(
-        out / "synth_calibration.png",
-        {label: (SECONDS, mean_curve[label]) for label in ("uncalibrated", "statistics_only", "calibrated", "scratch")},
+        out / f"{args.tag}_calibration.png",
+        {
+            label: (SECONDS, mean_curve[label])
+            for label in ("uncalibrated", "statistics_only", "boosting_only", "calibrated", "scratch")
+        },
         "seconds of the new user's data",
         "MAE on the user's other sessions (deg)",
         "synthetic held-out users: calibration",
     )
     for png in (work / "store" / "models" / "synth" / result["version"] / "plots").glob("*.png"):
-        shutil.copy(png, out / f"synth_{png.name}")
+        shutil.copy(png, out / f"{args.tag}_{png.name}")
     summary = {
-        "config": {"users": args.users, "stages": 4, "sessions": 2, "duration_s": args.duration, "held_out_users": 2},
+        "config": {**vars(args), "stages": 4, "sessions": 2, "held_out_users": 2},
         "preprocess_s": round(t_pre, 1),
         "train": {k: report["training"][k] for k in ("best_round", "rounds_run", "seconds", "windows")},
         "evaluation": {
@@ -78,7 +92,7 @@ def main() -> None:
         },
         "calibration": {"per_user": curves, "mean": mean_curve},
     }
-    (out / "synth.json").write_text(json.dumps(summary, indent=2))
+    (out / f"{args.tag}.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary["evaluation"], indent=2))
     print(json.dumps(mean_curve, indent=2))
 

@@ -81,7 +81,7 @@ class SynthConfig:
     trim_s: float = 0.5
     chunk_samples: int = 32768
     user_variation: float = 0.2  # how far each user's anatomy and electrode gains stray from the shared one
-    stage_variation: float = 0.5  # how far each stage's pose synergies stray from the shared ones
+    stage_variation: float = 0.3  # how far each stage's pose synergies stray from the shared ones
 
     def __post_init__(self) -> None:
         if not 1 <= self.stages <= len(STAGES):

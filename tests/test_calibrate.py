@@ -43,8 +43,13 @@ def test_calibration_publishes_a_new_version_with_the_users_statistics(train_mod
 def test_calibration_to_another_name_promoted(train_model, train_synth):
     result, store = train_model
     recording = str(train_synth / "data" / "user02_session1_FingerFreeform.hdf5")
-    out = calibrate(f"hand@{result['version']}", recording, store, rounds=3, name="hand-user02", promote=True)
-    assert Registry(store).latest("hand-user02") == out["version"]
+    out = calibrate(
+        f"hand@{result['version']}", recording, store, rounds=3, name="hand-user02", promote=True, own_stats=False
+    )
+    registry = Registry(store)
+    assert registry.latest("hand-user02") == out["version"]
+    new, base = registry.load("hand-user02"), registry.load("hand", result["version"])
+    assert new.stats == base.stats and new.meta["calibration"]["statistics"] == "the base model's"
 
 
 def test_calibration_refuses_what_it_cannot_use(train_model, train_synth, tmp_path):
@@ -69,4 +74,4 @@ def test_calibration_curve_reports_every_curve_at_every_length(train_model, trai
     assert curves["seconds"] == [0.1, 2.0, 6.0]
     assert len(set(curves["uncalibrated"])) == 1 and curves["uncalibrated"][0] > 0
     assert curves["calibrated"][0] is None and curves["scratch"][0] is None  # 0.1 s: not one window
-    assert all(v > 0 for k in ("statistics_only", "calibrated", "scratch") for v in curves[k][1:])
+    assert all(v > 0 for k in ("statistics_only", "boosting_only", "calibrated", "scratch") for v in curves[k][1:])

@@ -232,3 +232,27 @@ def test_model_references(tmp_path):
     assert (ref.name, ref.version) == ("hand", None)
     with pytest.raises(InvalidInput, match="not a model reference"):
         parse_model_ref("s3://bucket/elsewhere/hand", "unused")
+
+
+def test_train_and_load_through_s3(train_synth, s3_store_uri):
+    """Dataset and models both in S3 (moto's server over HTTP): the path the services take."""
+    from emgpose.store import open_store
+
+    pre = f"{s3_store_uri}/pre"
+    local = open_store(str(train_synth / "pre"))
+    remote = open_store(pre)
+    for key in ("summary.json", "master.parquet"):
+        remote.put_bytes(key, local.get_bytes(key))
+    result = run_train(pre, s3_store_uri, "cloud", config=FAST.model_copy(update={"num_rounds": 5}))
+    assert result["uri"] == f"{s3_store_uri}/models/cloud/{result['version']}"
+    registry = Registry(s3_store_uri)
+    assert registry.versions("cloud") == [result["version"]] and registry.latest("cloud") == result["version"]
+    bundle = parse_model_ref(f"{s3_store_uri}/models/cloud", "unused").registry.load("cloud")
+    assert bundle.booster.num_boosted_rounds() == 5
+    assert sorted(open_store(f"{s3_store_uri}/models/cloud/{result['version']}").list()) == [
+        "bundle.json",
+        MODEL_FILE,
+        "plots/joint_errors.png",
+        "plots/traces.png",
+        "report.json",
+    ]

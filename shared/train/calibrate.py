@@ -190,12 +190,17 @@ def calibrate(
     name: str | None = None,
     promote: bool = False,
     device: str = "cpu",
+    own_stats: bool = True,
 ) -> dict[str, Any]:
-    """Publishes a calibrated version of ``model`` for the user of ``recording``; returns where."""
+    """Publishes a calibrated version of ``model`` for the user of ``recording``; returns where.
+
+    ``own_stats=False`` keeps the model's normalisation and only continues boosting (better when the
+    recording covers fewer movements than training did, see docs/results.md).
+    """
     ref = parse_model_ref(model, store_uri)
     bundle = ref.registry.load(ref.name, ref.version)
     data = read_recording(recording).first(seconds)
-    stats = user_stats(bundle.config, data, bundle.stats)
+    stats = user_stats(bundle.config, data, bundle.stats) if own_stats else bundle.stats
     windows = recording_windows(bundle, data, stats)
     fit = continue_training(bundle, windows, rounds, learning_rate, device)
     target = check_name(name or bundle.name)
@@ -208,6 +213,7 @@ def calibrate(
         "windows": int(len(windows.features)),
         "rounds": rounds,
         "learning_rate": learning_rate,
+        "statistics": "the user's own" if own_stats else "the base model's",
     }
     version = new_version()
     meta["version"] = version
@@ -235,8 +241,9 @@ def calibration_curve(
     """Error on ``tests`` (the same user's other recordings) against seconds of calibration data.
 
     Curves: the model as trained (``uncalibrated``), with only the user's statistics
-    (``statistics_only``), calibrated (statistics + continued boosting), and a model trained from
-    scratch on the same seconds. Regression: MAE in degrees; classification: accuracy.
+    (``statistics_only``), continued boosting with the model's statistics (``boosting_only``),
+    calibrated (the user's statistics + continued boosting), and a model trained from scratch on the
+    same seconds. Regression: MAE in degrees; classification: accuracy.
     ``calibration`` is a recording whose first seconds are used, or a function giving the
     calibration data for a number of seconds (to draw them from several recordings).
     """
@@ -257,6 +264,7 @@ def calibration_curve(
         "seconds": list(seconds),
         "uncalibrated": [],
         "statistics_only": [],
+        "boosting_only": [],
         "calibrated": [],
         "scratch": [],
     }
@@ -267,9 +275,11 @@ def calibration_curve(
         curves["uncalibrated"].append(base)
         curves["statistics_only"].append(score(bundle.booster, stats))
         if len(windows.features) < 2:
-            curves["calibrated"].append(None)
-            curves["scratch"].append(None)
+            for key in ("boosting_only", "calibrated", "scratch"):
+                curves[key].append(None)
             continue
+        same = recording_windows(bundle, part, bundle.stats)
+        curves["boosting_only"].append(score(continue_training(bundle, same, rounds).booster, bundle.stats))
         curves["calibrated"].append(score(continue_training(bundle, windows, rounds).booster, stats))
         scratch = continue_training(bundle, windows, scratch_rounds, learning_rate=0.1, init=False)
         curves["scratch"].append(score(scratch.booster, stats))

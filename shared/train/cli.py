@@ -176,6 +176,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         name=args.name,
         promote=args.promote,
         device=args.device,
+        own_stats=not args.keep_stats,
     )
     _out(
         f"calibrated {result['name']} version {result['version']} (from {result['base_version']}) on "
@@ -233,6 +234,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     cal.add_argument("--learning-rate", dest="learning_rate", type=float, default=0.05)
     cal.add_argument("--name", help="publish under this model name (default: the base model's)")
     cal.add_argument("--promote", action="store_true", help="point 'latest' at the calibrated version")
+    cal.add_argument(
+        "--keep-stats", dest="keep_stats", action="store_true", help="keep the model's normalisation statistics"
+    )
     cal.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     cal.add_argument("--store", help=store_help)
     cal.set_defaults(func=cmd_calibrate)

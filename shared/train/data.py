@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from emgpose.errors import DataFormatError, InvalidInput
@@ -120,12 +121,13 @@ def load_preprocessed(uri: str) -> PreprocessedDataset:
 
 def read_window_table(path: str, summary: dict, source: str) -> WindowTable:
     """A window table (Parquet) as arrays, in the column order the summary names."""
-    arrow = pq.read_table(path)
-    names = set(arrow.column_names)
+    names = set(pq.read_schema(path).names)
     wanted = [*summary["feature_names"], *(f"y_{j}" for j in summary["joint_names"]), *ID_COLUMNS]
     missing = [c for c in wanted if c not in names]
     if missing:
         raise DataFormatError(f"{source}: columns {missing[:5]} named by the summary are missing")
+    extra = [c for c in ("window_end", "t_end", "label") if c in names]
+    arrow = pq.read_table(path, columns=[*wanted, *extra])  # not the z-scored target copies
     features = np.empty((arrow.num_rows, len(summary["feature_names"])), dtype=np.float32)
     for i, name in enumerate(summary["feature_names"]):
         features[:, i] = arrow[name].to_numpy()
@@ -139,8 +141,15 @@ def read_window_table(path: str, summary: dict, source: str) -> WindowTable:
         label=label,
         window_end=arrow["window_end"].to_numpy().astype(np.int64),
         t_end=arrow["t_end"].to_numpy().astype(np.float64),
-        ids={c: np.asarray(arrow[c].to_pylist(), dtype=object) for c in ID_COLUMNS},
+        ids={c: _strings(arrow[c]) for c in ID_COLUMNS},
     )
+
+
+def _strings(column: pa.ChunkedArray) -> np.ndarray:
+    """A string column as an object array whose rows share one Python string per distinct value."""
+    encoded = column.combine_chunks().dictionary_encode()
+    values = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+    return values[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
 @dataclass
