@@ -17,6 +17,7 @@ from emgpose.preprocess.config import PreprocessConfig
 from emgpose.preprocess.job import run_preprocess
 from emgpose.settings import get_settings
 from emgpose.synth import SynthConfig, write_dataset
+from emgpose.train.boost import BoostConfig
 from emgpose.train.cli import register as register_train
 
 log = logging.getLogger("emgpose")
@@ -97,7 +98,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     _print_summary(summary)
     bar = RoundsBar()
     try:
-        trained = run_train(out.as_uri(), store, args.name, progress=bar)
+        config = BoostConfig(num_rounds=args.rounds)
+        trained = run_train(out.as_uri(), store, args.name, config=config, progress=bar)
     finally:
         bar.close()
     print(f"trained model {trained['name']} version {trained['version']} in {trained['seconds']:.1f} s")  # noqa: T201
@@ -159,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, default=20.0, help="seconds per synthetic session")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--name", default="demo", help="model name in the workdir's store")
+    run.add_argument("--rounds", type=int, default=200, help="most boosting rounds (early stopping may end sooner)")
     run.set_defaults(func=cmd_run)
 
     register_import(sub)

@@ -5,8 +5,9 @@ The model, per session (all of it deterministic for a seed):
 * **Joint angles**: four smooth latent synergies (low-pass filtered noise, a stage-specific bandwidth)
   mixed by a stage-specific matrix and squashed into each joint's physiological range.
 * **Muscle activation** per channel: ``softplus(W_u @ pose + V_u @ velocity + b)``, where ``W``/``V``
-  (the "anatomy") are shared by everyone and perturbed per user, with a per-user electrode gain, so a
-  new user is harder to generalise to than a new stage.
+  (the "anatomy") are shared by everyone and perturbed per user (``user_variation``), with a per-user
+  electrode gain. Stages perturb shared pose synergies (``stage_variation``); as in emg2pose, a new
+  stage is harder to generalise to than a new user (docs/results.md).
 * **EMG** = activation x band-limited (30-400 Hz) noise + 50 Hz mains hum + slow baseline drift +
   white sensor noise.
 * **IK failures**: a few short stretches where every angle is exactly zero (EMG continues).

@@ -96,7 +96,7 @@ def test_preprocess_without_csv_flag_writes_no_csv(dataset: Path, tmp_path: Path
 
 def test_run_synthesises_preprocesses_trains_and_evaluates(tmp_path: Path) -> None:
     work = tmp_path / "w"
-    out = ok(emgpose("run", "--workdir", work, "--duration", "3", cwd=tmp_path))
+    out = ok(emgpose("run", "--workdir", work, "--duration", "3", "--rounds", "10", cwd=tmp_path))
     assert f"master table: {(work / 'preprocessed').as_uri()}/master.parquet" in out
     assert "trained model demo version " in out and "test/overall: mae_deg" in out
     report = out.split("report: ")[-1].strip()

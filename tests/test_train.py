@@ -104,7 +104,8 @@ def test_registry_versions_promote_rollback_and_refusals(train_model, train_synt
     result, store = train_model
     registry = Registry(store)
     second = run_train(str(train_synth / "pre"), store, "hand", config=FAST.model_copy(update={"num_rounds": 5}))
-    assert registry.versions("hand")[-2:] == [result["version"], second["version"]]
+    versions = registry.versions("hand")  # other tests may have added (calibrated) versions too
+    assert versions[-1] == second["version"] and result["version"] in versions[:-1]
     assert registry.latest("hand") == second["version"]
     registry.promote("hand", result["version"])  # rollback
     assert registry.load("hand").version == result["version"]
