@@ -226,6 +226,7 @@ class Registry:
         except xgb.core.XGBoostError as exc:
             raise DataFormatError(f"{where}: {MODEL_FILE} is not a loadable XGBoost model: {exc}") from None
         check_booster(booster, meta, where)
+        booster.set_param({"device": "cpu"})  # a CUDA-trained model predicts anywhere; workers may move it
         return Bundle(meta=meta, booster=booster, uri=where)
 
     def publish(self, meta: dict[str, Any], booster: xgb.Booster, files: dict[str, str], promote: bool = True) -> str:
