@@ -16,6 +16,7 @@ from emgpose.importers.cli import register as register_import
 from emgpose.preprocess.config import PreprocessConfig
 from emgpose.preprocess.job import run_preprocess
 from emgpose.settings import get_settings
+from emgpose.store import as_uri
 from emgpose.synth import SynthConfig, write_dataset
 from emgpose.train.boost import BoostConfig
 from emgpose.train.cli import register as register_train
@@ -48,9 +49,6 @@ def _with_bar(unit: str, desc: str, work: Callable[[_Bar], object]) -> object:
         bar.close()
 
 
-def _uri(path_or_uri: str) -> str:
-    return path_or_uri if "://" in path_or_uri else Path(path_or_uri).resolve().as_uri()
-
 
 def cmd_synth(args: argparse.Namespace) -> int:
     config = SynthConfig(
@@ -65,7 +63,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     n = config.users * config.stages * config.sessions
     size_gb = n * config.bytes_per_session / 1e9
     log.info("writing %d sessions of %.1f s (%.2f GB) to %s", n, config.duration_s, size_gb, args.out)
-    rows = _with_bar("sample", "synth", lambda bar: write_dataset(config, _uri(args.out), bar))
+    rows = _with_bar("sample", "synth", lambda bar: write_dataset(config, as_uri(args.out), bar))
     print(f"wrote {len(rows)} sessions and metadata.csv to {args.out}")  # noqa: T201
     return 0
 
@@ -74,9 +72,8 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     config = PreprocessConfig.load(args.config)
     if args.csv:
         config = config.model_copy(update={"output": config.output.model_copy(update={"csv": True})})
-    summary = _with_bar(
-        "sample", "preprocess", lambda bar: run_preprocess(_uri(args.data), _uri(args.out), config, bar, args.workers)
-    )
+    data, out = as_uri(args.data), as_uri(args.out)
+    summary = _with_bar("sample", "preprocess", lambda bar: run_preprocess(data, out, config, bar, args.workers))
     _print_summary(summary)
     return 0
 

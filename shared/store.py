@@ -32,6 +32,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO, ClassVar
 
 import boto3
@@ -68,6 +69,11 @@ def open_store(uri: str, settings: Settings | None = None) -> ObjectStore:
     if "://" not in uri:
         return LocalStore(uri)
     raise InvalidInput(f"unsupported store URI {uri!r}; use {ACCEPTED}")
+
+
+def as_uri(path_or_uri: str) -> str:
+    """A store URI as given, or a local path made absolute as ``file://`` (what the CLI accepts)."""
+    return path_or_uri if "://" in path_or_uri else Path(path_or_uri).resolve().as_uri()
 
 
 def _key_problem(key: object) -> str | None:

@@ -249,17 +249,21 @@ def calibration_curve(
     """
     regression = bundle.task == "regression"
 
-    def score(booster: Any, stats: NormStats) -> float:
+    def test_windows(stats: NormStats) -> Windows:
+        """The test recordings' windows under ``stats``, computed once per statistics."""
         parts = [recording_windows(bundle, t, stats) for t in tests]
-        x = np.concatenate([p.features for p in parts])
-        raw = boost.predict(booster, x, bundle.outputs)
-        if regression:
-            y = np.concatenate([p.y for p in parts])
-            return float(np.degrees(np.abs(bundle.stats.unscale_targets(raw) - y)).mean())
-        label = np.concatenate([p.label for p in parts])
-        return float((raw.argmax(axis=1) == label).mean())
+        y = np.concatenate([p.y for p in parts]) if regression else None
+        label = None if regression else np.concatenate([p.label for p in parts])
+        return Windows(np.concatenate([p.features for p in parts]), y, label, np.concatenate([p.t_end for p in parts]))
 
-    base = score(bundle.booster, bundle.stats)
+    def score(booster: Any, windows: Windows) -> float:
+        raw = boost.predict(booster, windows.features, bundle.outputs)
+        if regression:
+            return float(np.degrees(np.abs(bundle.stats.unscale_targets(raw) - windows.y)).mean())
+        return float((raw.argmax(axis=1) == windows.label).mean())
+
+    model_tests = test_windows(bundle.stats)
+    base = score(bundle.booster, model_tests)
     curves: dict[str, list[float | None]] = {
         "seconds": list(seconds),
         "uncalibrated": [],
@@ -272,15 +276,16 @@ def calibration_curve(
         part = calibration(s) if callable(calibration) else calibration.first(s)
         stats = user_stats(bundle.config, part, bundle.stats)
         windows = recording_windows(bundle, part, stats)
+        user_tests = test_windows(stats)
         curves["uncalibrated"].append(base)
-        curves["statistics_only"].append(score(bundle.booster, stats))
+        curves["statistics_only"].append(score(bundle.booster, user_tests))
         if len(windows.features) < 2:
             for key in ("boosting_only", "calibrated", "scratch"):
                 curves[key].append(None)
             continue
         same = recording_windows(bundle, part, bundle.stats)
-        curves["boosting_only"].append(score(continue_training(bundle, same, rounds).booster, bundle.stats))
-        curves["calibrated"].append(score(continue_training(bundle, windows, rounds).booster, stats))
+        curves["boosting_only"].append(score(continue_training(bundle, same, rounds).booster, model_tests))
+        curves["calibrated"].append(score(continue_training(bundle, windows, rounds).booster, user_tests))
         scratch = continue_training(bundle, windows, scratch_rounds, learning_rate=0.1, init=False)
-        curves["scratch"].append(score(scratch.booster, stats))
+        curves["scratch"].append(score(scratch.booster, user_tests))
     return curves

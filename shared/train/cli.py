@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from emgpose.errors import InvalidInput
 from emgpose.settings import get_settings
+from emgpose.store import as_uri
 from emgpose.train import boost
 from emgpose.train.bundle import parse_model_ref
 
@@ -87,7 +88,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = _boost_config(args)
     result = _with_bar(
         lambda bar: run_train(
-            _uri(args.dataset),
+            as_uri(args.dataset),
             _store(args),
             args.name,
             task=args.task,
@@ -106,7 +107,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from emgpose.train.job import run_evaluate
 
-    result = _with_bar(lambda bar: run_evaluate(args.model, _uri(args.dataset), _store(args), progress=bar))
+    result = _with_bar(lambda bar: run_evaluate(args.model, as_uri(args.dataset), _store(args), progress=bar))
     _out(f"evaluated {result['name']} {result['version']} on {args.dataset}")
     print_scores(result)
     return 0
@@ -185,9 +186,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     _out(f"  bundle: {result['uri']}")
     return 0
 
-
-def _uri(path_or_uri: str) -> str:
-    return path_or_uri if "://" in path_or_uri else Path(path_or_uri).resolve().as_uri()
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -24,7 +24,7 @@ import xgboost as xgb
 import emgpose
 from emgpose.errors import DataFormatError, InvalidInput
 from emgpose.train import boost
-from emgpose.train.bundle import MODEL_FILE, Bundle, Registry, check_name, new_version, parse_model_ref
+from emgpose.train.bundle import Bundle, Registry, check_name, new_version, parse_model_ref
 from emgpose.train.data import PreprocessedDataset, assign_splits, load_preprocessed
 from emgpose.train.evaluate import MODEL, Task, evaluate, fit_baselines, headline, report, write_plots
 
@@ -283,5 +283,3 @@ def _check_compatible(bundle: Bundle, data: PreprocessedDataset) -> None:
     if problems:
         raise DataFormatError(f"{data.uri} does not fit model {bundle.name} {bundle.version}: " + "; ".join(problems))
 
-
-__all__ = ["MODEL_FILE", "run_evaluate", "run_train"]
