@@ -38,3 +38,21 @@ class StoreError(EmgPoseError):
     """The object store failed in a way that is not the caller's fault (HTTP 503)."""
 
     status = 503
+
+
+class Conflict(EmgPoseError):
+    """The request clashes with the current state (HTTP 409): a finished job cancelled, a reused key."""
+
+    status = 409
+
+
+class TooLarge(InvalidInput):
+    """A body or upload is over its size limit (HTTP 413)."""
+
+    status = 413
+
+
+class Unavailable(EmgPoseError):
+    """A dependency (database, broker, inference service, model) is not reachable now (HTTP 503)."""
+
+    status = 503

@@ -7,8 +7,9 @@ the S3 region is read from ``S3_REGION`` or, failing that, ``AWS_DEFAULT_REGION`
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,6 +24,30 @@ class Settings(BaseSettings):
     s3_connect_timeout: float = Field(default=10.0, gt=0)
     s3_max_attempts: int = Field(default=5, ge=1)
     log_level: str = "INFO"
+
+    # Services (gateway, workers, inference). Defaults are the embedded local mode of `emgpose up`:
+    # SQLite, a local object-store folder and Celery's filesystem transport, no server to install.
+    database_url: str = "sqlite:///./runs/emgpose.db"
+    redis_url: str | None = None  # the Celery broker; None means the filesystem transport below
+    broker_dir: str = "./runs/broker"
+    model_name: str = "emgpose"  # the model the inference service serves (its `latest` version)
+    reload_interval_s: float = Field(default=5.0, gt=0)  # how often inference checks `latest`
+    inference_url: str = "http://127.0.0.1:8001"  # where the gateway forwards /v1/predict
+    inference_timeout_s: float = Field(default=30.0, gt=0)
+    max_upload_mb: float = Field(default=4096.0, gt=0)  # per uploaded file
+    max_request_mb: float = Field(default=64.0, gt=0)  # per prediction request body
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # workers: auto uses the GPU where one exists
+    job_time_limit_s: int = Field(default=6 * 3600, gt=0)
+
+    @field_validator("s3_endpoint_url", "redis_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``S3_ENDPOINT_URL=`` (compose passes empty values) means unset, not an empty endpoint."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def broker_url(self) -> str:
+        return self.redis_url or "filesystem://"
 
 
 @lru_cache

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from emgpose.errors import DataFormatError, NotFound
@@ -46,9 +47,13 @@ class DatasetLayout:
 
 
 class Dataset(contextlib.AbstractContextManager):
-    """Sessions of a dataset URI (``file://``, a folder, or ``s3://``), validated on open."""
+    """Sessions of a dataset URI (``file://``, a folder, or ``s3://``), validated on open.
 
-    def __init__(self, uri: str) -> None:
+    ``only`` (file names without ``.hdf5``) opens just those sessions: a worker that processes one
+    session of a fanned-out job fetches one file, not the dataset. The layout then comes from them.
+    """
+
+    def __init__(self, uri: str, only: Collection[str] | None = None) -> None:
         self.uri = uri
         self.store: ObjectStore = open_store(uri)
         self._cache = tempfile.TemporaryDirectory(prefix="emgpose-data-")
@@ -56,6 +61,12 @@ class Dataset(contextlib.AbstractContextManager):
             text = self._metadata_text()
             self.metadata_sha256 = hashlib.sha256(text.encode()).hexdigest()
             self.rows = read_metadata(text, source=self.store.url(METADATA_FILE))
+            if only is not None:
+                wanted = set(only)
+                missing = wanted - {row.filename for row in self.rows}
+                if missing:
+                    raise NotFound(f"{self.store.url(METADATA_FILE)} lists no session {sorted(missing)[0]!r}")
+                self.rows = [row for row in self.rows if row.filename in wanted]
             self.sessions = [self._entry(row) for row in self.rows]
             self.layout = self._common_layout()
         except BaseException:

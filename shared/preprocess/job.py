@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 import emgpose
 from emgpose.errors import DataFormatError
 from emgpose.preprocess.config import PreprocessConfig
-from emgpose.preprocess.dataset import Dataset, SessionEntry
+from emgpose.preprocess.dataset import Dataset, DatasetLayout, SessionEntry
 from emgpose.preprocess.normalize import NormStats
 from emgpose.preprocess.pipeline import (
     MASTER_KEY,
@@ -142,7 +142,10 @@ def run_preprocess(
                 _stage_tables(out, staging, staged, results, tmp)
             out.put_bytes(f"{staging}/{STATS_KEY}", json.dumps(stats.to_dict(), indent=2).encode())
             staged.append(STATS_KEY)
-            summary = _summary(dataset, config, stats, results, window, out_uri)
+            records = [session_record(r) for r in results]
+            summary = build_summary(
+                dataset.uri, dataset.metadata_sha256, layout, config, stats, records, window, out_uri
+            )
             summary["timings_s"] = {
                 "statistics": round(t_stats - started, 3),
                 "windows": round(t_windows - t_stats, 3),
@@ -203,7 +206,7 @@ def _stage_tables(out: ObjectStore, staging: str, staged: list[str], results: li
     staged.append(MASTER_KEY)
 
 
-def _session_record(result: SessionResult) -> dict[str, Any]:
+def session_record(result: SessionResult) -> dict[str, Any]:
     entry, counts = result.entry, result.counts
     row = entry.row
     return {
@@ -222,16 +225,17 @@ def _session_record(result: SessionResult) -> dict[str, Any]:
     }
 
 
-def _summary(
-    dataset: Dataset,
+def build_summary(
+    data_uri: str,
+    metadata_sha256: str,
+    layout: DatasetLayout,
     config: PreprocessConfig,
     stats: NormStats,
-    results: list[SessionResult],
+    per_session: list[dict[str, Any]],
     window: tuple[int, int],
     out_uri: str,
 ) -> dict[str, Any]:
-    layout = dataset.layout
-    per_session = [_session_record(r) for r in results]
+    """``summary.json`` content from the per-session records (in metadata order)."""
     splits: dict[str, dict[str, Any]] = {}
     for rec in per_session:
         agg = splits.setdefault(rec["split"], {"sessions": 0, "samples": 0, "windows_kept": 0, "windows_dropped": {}})
@@ -244,8 +248,8 @@ def _summary(
         "format": SUMMARY_FORMAT,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "input": {
-            "uri": dataset.uri,
-            "metadata_sha256": dataset.metadata_sha256,
+            "uri": data_uri,
+            "metadata_sha256": metadata_sha256,
             "sessions": len(per_session),
         },
         "output": {"uri": out_uri, "master": MASTER_KEY, "stats": STATS_KEY},

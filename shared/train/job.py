@@ -100,14 +100,24 @@ def run_train(
     promote: bool = True,
     progress: Progress = _no_progress,
     cancelled: Callable[[], bool] | None = None,
+    version: str | None = None,
 ) -> dict[str, Any]:
     """Trains, scores and publishes ``models/<name>/<version>``; returns where and how well.
 
     ``resume`` continues boosting from an existing model (a reference as in :func:`parse_model_ref`);
     ``checkpoint_key`` (a key in the store) saves the booster every 25 rounds and, when a checkpoint
     is already there, continues from it: an interrupted job re-run with the same key loses little.
+    ``version`` (default: a new one) names the version; where that version is already complete (a job
+    re-run after it published), nothing is trained again and the existing version is returned.
     """
     check_name(name)
+    if version is not None:
+        registry = Registry(store_uri)
+        done = _published(registry, name, version)
+        if done is not None:
+            if promote:  # the earlier run may have stopped between bundle.json and the pointer
+                registry.promote(name, version)
+            return done
     config = config or boost.BoostConfig()
     started = time.perf_counter()
     progress(0, 1, "loading")
@@ -152,7 +162,7 @@ def run_train(
         windows=split.counts(),
     )
     meta["metrics"] = _metric_digest(evaluation)
-    version = meta["version"] = new_version()
+    version = meta["version"] = version or new_version()
     rep = report(
         task=task_,
         model={"name": name, "version": version},
@@ -178,6 +188,26 @@ def run_train(
     }
     log.info("model %s %s: %s", name, version, json.dumps(meta["metrics"].get("verdict", {})))
     return result
+
+
+def _published(registry: Registry, name: str, version: str) -> dict[str, Any] | None:
+    """The result of a version that is already complete, or None."""
+    if version not in registry.versions(name):
+        return None
+    meta = registry.meta(name, version)
+    if meta.get("task") and meta.get("version") == version:
+        log.info("model %s %s is already published: not training again", name, version)
+        store = registry.store
+        return {
+            "name": name,
+            "version": version,
+            "uri": store.url(f"models/{name}/{version}"),
+            "report": store.url(f"models/{name}/{version}/{REPORT_FILE}"),
+            "task": meta["task"],
+            "metrics": meta.get("metrics", {}),
+            "seconds": 0.0,
+        }
+    return None
 
 
 def _initial_booster(
@@ -227,7 +257,9 @@ def _report_files(
     return {REPORT_FILE: path, **{f"plots/{os.path.basename(p)}": p for p in pngs}}
 
 
-def run_evaluate(model: str, dataset_uri: str, store_uri: str, progress: Progress = _no_progress) -> dict[str, Any]:
+def run_evaluate(
+    model: str, dataset_uri: str, store_uri: str, progress: Progress = _no_progress, eval_id: str | None = None
+) -> dict[str, Any]:
     """Scores a model version (and baselines fitted on the dataset's training split) on a dataset.
 
     The report goes to ``models/<name>/<version>/evaluations/<id>/`` beside the model; the version's
@@ -245,7 +277,7 @@ def run_evaluate(model: str, dataset_uri: str, store_uri: str, progress: Progres
     models = {MODEL: task_.booster_predictor(bundle.booster), **fit_baselines(task_, train, val)}
     progress(0, 1, "evaluating")
     evaluation = evaluate(task_, data.table, split, models)
-    eval_id = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
+    eval_id = eval_id or f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
     rep = report(
         task=task_,
         model={"name": bundle.name, "version": bundle.version},

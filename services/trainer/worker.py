@@ -1,0 +1,14 @@
+"""The trainer's Celery app: ``celery -A emgpose_trainer.worker worker --queues train --pool solo``.
+
+``--pool solo`` (one job at a time per GPU, no fork after CUDA is initialised).
+"""
+
+from __future__ import annotations
+
+from emgpose.jobs.celery_app import make_celery
+from emgpose.logs import setup_logging
+
+setup_logging()
+app = make_celery("emgpose-trainer")
+
+import emgpose_trainer.tasks  # noqa: E402,F401 - registers the tasks on the app

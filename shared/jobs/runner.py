@@ -1,0 +1,160 @@
+"""What every thin task does around the real work: start, progress, cancel, time limit, finish, retry.
+
+A task calls :func:`run_job` with the job id and a function ``work(run) -> result links``. Progress is
+written to the job row at most every ``REPORT_EVERY_S`` seconds; each write also reads the cancel flag
+and checks the job's time limit, so cancellation and time limits work in every pool (Celery's own time
+limits need the prefork pool, which GPU workers must not use). Only named transient errors (object
+store, broker, database connection) are retried, with exponential backoff and a cap; anything else
+fails the job with its type and message.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.exceptions
+import sqlalchemy.exc
+from celery import Task
+from kombu.exceptions import OperationalError as KombuOperationalError
+
+from emgpose.db.models import Job
+from emgpose.errors import EmgPoseError, StoreError
+from emgpose.jobs import repo
+from emgpose.settings import get_settings
+from emgpose.train.boost import Cancelled
+
+log = logging.getLogger(__name__)
+
+TRANSIENT: tuple[type[BaseException], ...] = (
+    StoreError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    KombuOperationalError,
+    ConnectionError,
+    TimeoutError,
+)
+MAX_RETRIES = 5
+BACKOFF_S = 2.0
+BACKOFF_MAX_S = 120.0
+REPORT_EVERY_S = 0.5
+
+
+class TimeLimitExceeded(EmgPoseError):
+    """The job ran longer than ``JOB_TIME_LIMIT_S``."""
+
+    status = 408
+
+
+def worker_name() -> str:
+    return socket.gethostname()
+
+
+class JobRun:
+    """The running job as the work function sees it: progress reports that may raise :class:`Cancelled`."""
+
+    def __init__(self, job: Job, time_limit_s: float | None = None) -> None:
+        self.job = job
+        self.time_limit_s = time_limit_s or get_settings().job_time_limit_s
+        started = job.started_at or datetime.now(UTC)
+        self.deadline = time.monotonic() + self.time_limit_s - (datetime.now(UTC) - started).total_seconds()
+        self._last = 0.0
+        self._cancel = False
+
+    def check(self) -> None:
+        if self._cancel:
+            raise Cancelled(f"job {self.job.id} was cancelled")
+        if time.monotonic() > self.deadline:
+            raise TimeLimitExceeded(
+                f"job {self.job.id} exceeded its time limit of {self.time_limit_s:g} s (JOB_TIME_LIMIT_S)"
+            )
+
+    def progress(self, percent: float, stage: str, force: bool = False) -> None:
+        """Records ``percent`` (0-100) and ``stage``; raises :class:`Cancelled` once a cancel was asked."""
+        now = time.monotonic()
+        if force or now - self._last >= REPORT_EVERY_S:
+            self._last = now
+            self._cancel = repo.report(self.job.id, percent, stage) or self._cancel
+        self.check()
+
+    def cancelled(self) -> bool:
+        """The hook for :func:`emgpose.train.boost.fit` (checked between rounds)."""
+        try:
+            self.progress(self._percent, self._stage)
+        except Cancelled:
+            return True
+        return False
+
+    _percent = 0.0
+    _stage = "running"
+
+    def scaled(self, lo: float, hi: float) -> Callable[[int, int, str], None]:
+        """A ``progress(done, total, stage)`` callback mapping ``done/total`` onto ``lo..hi`` percent."""
+
+        def report(done: int, total: int, stage: str) -> None:
+            self._percent = lo + (hi - lo) * (done / total if total else 0.0)
+            self._stage = stage
+            self.progress(self._percent, stage)
+
+        return report
+
+    def staged(self, ranges: dict[str, tuple[float, float]]) -> Callable[[int, int, str], None]:
+        """A ``progress(done, total, stage)`` callback where each stage owns a range of the bar.
+
+        Progress never moves back: a stage not in ``ranges`` keeps the current percent.
+        """
+
+        def report(done: int, total: int, stage: str) -> None:
+            lo, hi = ranges.get(stage, (self._percent, self._percent))
+            self._percent = max(self._percent, lo + (hi - lo) * (done / total if total else 0.0))
+            self._stage = stage
+            self.progress(self._percent, stage)
+
+        return report
+
+
+def backoff(retries: int) -> float:
+    return min(BACKOFF_MAX_S, BACKOFF_S * 2**retries)
+
+
+def run_job(task: Task, job_id: str, work: Callable[[JobRun], dict[str, Any]]) -> None:
+    """Starts the job, runs ``work``, records the outcome; retries transient errors (raises ``Retry``)."""
+    job = repo.start(job_id, worker_name())
+    if job is None:
+        return
+    run = JobRun(job)
+    try:
+        result = work(run)
+    except Cancelled:
+        log.info("job %s cancelled", job_id)
+        repo.finish(job_id, "cancelled")
+    except TRANSIENT as exc:
+        retry_or_fail(task, job_id, exc)
+    except Exception as exc:  # the job failed: record type and message, never re-raise into the broker
+        log.exception("job %s failed", job_id)
+        repo.finish(job_id, "failed", error=exc)
+    else:
+        repo.finish(job_id, "succeeded", result=result)
+        log.info("job %s succeeded", job_id)
+
+
+def retry_or_fail(task: Task, job_id: str, exc: BaseException) -> None:
+    """Retries ``task`` after a transient error with backoff, up to ``MAX_RETRIES``; then fails the job."""
+    retries = task.request.retries
+    if retries >= MAX_RETRIES:
+        log.error("job %s: %s after %d retries; giving up", job_id, exc, retries)
+        repo.finish(job_id, "failed", error=exc)
+        return
+    delay = backoff(retries)
+    log.warning("job %s: transient %s (%s); retry %d in %.0f s", job_id, type(exc).__name__, exc, retries + 1, delay)
+    try:
+        repo.report(job_id, None, f"retrying ({type(exc).__name__})")
+    except TRANSIENT:
+        pass
+    raise task.retry(exc=exc, countdown=delay, max_retries=MAX_RETRIES)

@@ -1,0 +1,124 @@
+"""Job requests and answers (pydantic): what the gateway validates and what workers re-read.
+
+Unknown fields are refused everywhere. ``params.config`` of a preprocess job is a
+:class:`~emgpose.preprocess.config.PreprocessConfig`, that of a train job a
+:class:`~emgpose.train.boost.BoostConfig`, each validated in full at submission so that a typo fails
+with 422 before anything is queued.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from emgpose.preprocess.config import PreprocessConfig
+from emgpose.train.boost import BoostConfig
+
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+JobType = Literal["preprocess", "train", "evaluate"]
+TERMINAL = ("succeeded", "failed", "cancelled")
+DATASET_HELP = "a dataset id from /v1/datasets, or a store URI (s3://bucket/prefix, file:///path)"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PreprocessParams(Strict):
+    dataset: str = Field(description=f"The raw dataset: {DATASET_HELP}", examples=["3f2a9c0e5b7d4e1f8a6b2c3d4e5f6a7b"])
+    config: PreprocessConfig = Field(default_factory=PreprocessConfig, description="Preprocessing settings")
+    name: str | None = Field(default=None, description="Name of the preprocessed dataset (default: the raw one's)")
+
+
+class TrainParams(Strict):
+    dataset: str = Field(description=f"The preprocessed dataset: {DATASET_HELP}")
+    name: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", description="Model name (default MODEL_NAME)"
+    )
+    task: Literal["regression", "classification"] | None = Field(
+        default=None, description="Default: regression where the data has joint angles, else classification"
+    )
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="XGBoost settings (BoostConfig); `device` defaults to the worker's DEVICE",
+        examples=[{"num_rounds": 200, "max_depth": 6}],
+    )
+    promote: bool = Field(default=True, description="Point the model's `latest` at the new version")
+
+    def boost_config(self, device: str) -> BoostConfig:
+        return BoostConfig.model_validate({"device": device, **self.config})
+
+
+class EvaluateParams(Strict):
+    model: str = Field(
+        description="NAME (its latest version) or NAME@VERSION", examples=["emgpose@20261121T120000Z-1a2b3c"]
+    )
+    dataset: str = Field(description=f"A preprocessed dataset: {DATASET_HELP}")
+
+
+class PreprocessJob(Strict):
+    type: Literal["preprocess"]
+    params: PreprocessParams
+
+
+class TrainJob(Strict):
+    type: Literal["train"]
+    params: TrainParams
+
+
+class EvaluateJob(Strict):
+    type: Literal["evaluate"]
+    params: EvaluateParams
+
+
+JobCreate = Annotated[PreprocessJob | TrainJob | EvaluateJob, Field(discriminator="type")]
+
+
+class JobError(BaseModel):
+    type: str = Field(examples=["DataFormatError"])
+    message: str = Field(examples=["raw/x/metadata.csv:3: column 'split' must be train, val or test, got 'tset'"])
+
+
+class JobPublic(BaseModel):
+    id: str
+    type: JobType
+    state: JobState
+    progress: float = Field(description="Percent done, 0-100")
+    stage: str = Field(examples=["windows"])
+    params: dict[str, Any]
+    result: dict[str, Any] = Field(description="Links to what the job produced (dataset, model version, report)")
+    error: JobError | None = None
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+
+
+class JobsPublic(BaseModel):
+    items: list[JobPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+def public(job: Any) -> JobPublic:
+    """A job row as the API shows it."""
+    error = JobError(type=job.error_type, message=job.error_message or "") if job.error_type else None
+    return JobPublic(
+        id=job.id,
+        type=job.type,
+        state=job.state,
+        progress=round(job.progress, 1),
+        stage=job.stage,
+        params=job.params,
+        result=job.result,
+        error=error,
+        cancel_requested=job.cancel_requested,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        updated_at=job.updated_at,
+    )

@@ -1,0 +1,171 @@
+"""The Celery workers as real processes: filesystem broker + SQLite here (Redis + PostgreSQL in the
+compose end-to-end test), a preprocess job fanned out per session and gathered, a train job, cancel,
+failure, and a redelivered task that must be harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import func, select
+
+from emgpose.db.engine import reset_engines, session_scope
+from emgpose.db.migrate import upgrade
+from emgpose.db.models import Dataset, Job, ModelVersion
+from emgpose.jobs import repo
+from emgpose.jobs.celery_app import PREPROCESS_GATHER, TASK_FOR_JOB, make_celery, send
+from emgpose.preprocess.config import PreprocessConfig
+from emgpose.preprocess.job import run_preprocess
+from emgpose.settings import get_settings
+from emgpose.synth import SynthConfig, write_dataset
+from emgpose.train.bundle import Registry
+from emgpose.up import Stack
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    work = tmp_path_factory.mktemp("workers")
+    env = {
+        "DATABASE_URL": f"sqlite:///{work / 'jobs.db'}",
+        "STORE_URI": (work / "store").as_uri(),
+        "BROKER_DIR": str(work / "broker"),
+        "DEVICE": "cpu",
+        "JOB_TIME_LIMIT_S": "600",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        mp.delenv("REDIS_URL", raising=False)
+        get_settings.cache_clear()
+        reset_engines()
+        upgrade()
+        stack = Stack(work)
+        procs = []
+        for name in ("preprocessor", "trainer"):
+            with open(work / f"{name}.log", "wb") as log:
+                procs.append(subprocess.Popen(stack.commands()[name], env={**os.environ}, stdout=log, stderr=log))
+        try:
+            yield {**env, "work": str(work)}
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                try:
+                    p.wait(20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+            get_settings.cache_clear()
+            reset_engines()
+
+
+@pytest.fixture(scope="module")
+def raw_dataset(stack_env: dict[str, str]) -> tuple[str, str]:
+    uri = f"{stack_env['STORE_URI']}/raw/synth"
+    write_dataset(SynthConfig(users=3, stages=2, sessions=2, duration_s=4.0, seed=5), uri)
+    dataset_id = repo.add_dataset(name="synth", kind="raw", source="registered", uri=uri, state="ready")
+    return dataset_id, uri
+
+
+def submit(type_: str, params: dict) -> str:
+    with session_scope() as session:
+        job, _ = repo.create_job(session, type_, params)
+        job_id = job.id
+    send(make_celery("test-client"), TASK_FOR_JOB[type_], job_id)
+    return job_id
+
+
+def wait(job_id: str, states: tuple[str, ...] = ("succeeded", "failed", "cancelled"), timeout: float = 240) -> Job:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_scope() as session:
+            job = repo.get_job(session, job_id)
+            if job.state in states:
+                return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} still {job.state} ({job.stage} {job.progress:.0f}%) after {timeout} s")
+
+
+def test_preprocess_job_fans_out_and_equals_the_single_process_job(stack_env, raw_dataset, tmp_path: Path):
+    dataset_id, uri = raw_dataset
+    job_id = submit("preprocess", {"dataset": dataset_id})
+    job = wait(job_id)
+    assert job.state == "succeeded", (job.error_type, job.error_message)
+    assert job.progress == 100.0
+    out = job.result["uri"]
+    with session_scope() as session:
+        parts = repo.part_results(job_id, "windows")
+        assert len(parts) == 12  # one task per session
+        produced = session.get(Dataset, job.result["dataset_id"])
+        assert produced.kind == "preprocessed" and produced.parent_id == dataset_id and produced.uri == out
+    reference = tmp_path / "reference"
+    run_preprocess(uri, reference.as_uri(), PreprocessConfig(), workers=1)
+    local = Path(out.removeprefix("file://"))
+    assert pq.read_table(local / "master.parquet").equals(pq.read_table(reference / "master.parquet"))
+    assert json.loads((local / "stats.json").read_text()) == json.loads((reference / "stats.json").read_text())
+    mine, theirs = (json.loads((p / "summary.json").read_text()) for p in (local, reference))
+    for key in ("counts", "sessions", "feature_names", "stats", "window", "input"):
+        assert mine[key] == theirs[key], key
+    assert not [k for k in local.rglob("*") if ".staging" in str(k) and k.is_file()]
+
+    # A redelivered gather (the broker re-sends after a lost ack) changes nothing.
+    before = (local / "summary.json").read_bytes()
+    send(make_celery("test-client"), PREPROCESS_GATHER, job_id)
+    time.sleep(2)
+    assert (local / "summary.json").read_bytes() == before
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Dataset).where(Dataset.job_id == job_id)) == 1
+
+
+def test_preprocess_job_with_a_band_the_data_cannot_carry_fails_with_the_rule(stack_env, raw_dataset):
+    dataset_id, _ = raw_dataset
+    config = PreprocessConfig().model_dump(mode="json")
+    config["bandpass"]["high_hz"] = 1500.0
+    job = wait(submit("preprocess", {"dataset": dataset_id, "config": config}))
+    assert job.state == "failed"
+    assert job.error_type == "InvalidInput" and "1500" in job.error_message
+    out = Path(f"{stack_env['STORE_URI'].removeprefix('file://')}/preprocessed/{job.id}")
+    assert not out.exists() or not list(out.rglob("*.parquet"))
+
+
+def test_train_job_publishes_a_version_named_after_the_job(stack_env, raw_dataset):
+    dataset_id, _ = raw_dataset
+    pre = wait(submit("preprocess", {"dataset": dataset_id}))
+    job = wait(submit("train", {"dataset": pre.result["dataset_id"], "name": "w", "config": {"num_rounds": 20}}))
+    assert job.state == "succeeded", (job.error_type, job.error_message)
+    version = job.result["version"]
+    assert version.endswith(job.id[:6]) and job.result["device"] == "cpu"
+    registry = Registry(stack_env["STORE_URI"])
+    assert registry.latest("w") == version
+    with session_scope() as session:
+        assert session.get(ModelVersion, ("w", version)).job_id == job.id
+    # The same job delivered again finds its version and does not publish a second one.
+    send(make_celery("test-client"), TASK_FOR_JOB["train"], job.id)
+    time.sleep(2)
+    assert registry.versions("w") == [version]
+
+
+def test_cancel_stops_a_running_train_job(stack_env, raw_dataset):
+    dataset_id, _ = raw_dataset
+    pre = wait(submit("preprocess", {"dataset": dataset_id}))
+    config = {"num_rounds": 100000, "early_stopping_rounds": 100000, "learning_rate": 0.001}
+    job_id = submit("train", {"dataset": pre.result["dataset_id"], "name": "c", "config": config})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        job = wait(job_id, ("running", "succeeded", "failed", "cancelled"))
+        if job.stage == "boosting":
+            break
+        time.sleep(0.2)
+    with session_scope() as session:
+        assert repo.request_cancel(session, job_id).state == "running"
+    job = wait(job_id, timeout=60)
+    assert job.state == "cancelled" and job.finished_at is not None
+    assert Registry(stack_env["STORE_URI"]).versions("c") == []
