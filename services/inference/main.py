@@ -1,0 +1,117 @@
+"""The inference app: ``uvicorn emgpose_inference.main:app --host 0.0.0.0 --port 8001``.
+
+:func:`create_app` reads the settings once and builds the app without I/O; the lifespan opens the
+object store, starts the model watcher (whose first check loads the ``latest`` version) and waits up
+to :data:`STARTUP_WAIT_S` for that first check, so a published model is served from the first request.
+If none is published, or the store is slow, the service starts anyway and says so in ``/readyz``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import anyio.to_thread
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
+
+from emgpose.settings import Settings, get_settings
+from emgpose.store import open_store
+from emgpose.train.bundle import Registry, check_name
+from emgpose_inference import __version__, routes_ops, routes_v1, routes_v2, stream
+from emgpose_inference.errors import install_error_handlers
+from emgpose_inference.infer import Runner
+from emgpose_inference.limits import BodyLimitMiddleware
+from emgpose_inference.metrics import Metrics, MetricsMiddleware
+from emgpose_inference.schemas import InferRequest, PredictRequest
+from emgpose_inference.state import ModelHolder
+
+log = logging.getLogger(__name__)
+
+STARTUP_WAIT_S = 30.0
+DESCRIPTION = (
+    "Joint angles (or gesture probabilities) from raw surface EMG, with the preprocessing the model was "
+    "trained with. Serves the `latest` version of one model and swaps in new versions without downtime. "
+    "`/v1/predict` (JSON or float32 body), `/v1/stream` (WebSocket, see the service README), and the "
+    "Open Inference Protocol under `/v2`."
+)
+
+
+def configure_logging(level: str) -> None:
+    """Our loggers at ``LOG_LEVEL``; a root handler only where the server set up none (uvicorn sets up its own)."""
+    value = logging.getLevelName(level.upper())
+    if not isinstance(value, int):
+        value = logging.INFO
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("emgpose", "emgpose_inference"):
+        logging.getLogger(name).setLevel(value)
+
+
+def _lifespan(settings: Settings, metrics: Metrics) -> Callable[[FastAPI], AbstractAsyncContextManager[Any]]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        configure_logging(settings.log_level)
+        registry = Registry(open_store(settings.store_uri, settings))
+        holder = ModelHolder(registry, settings.model_name, settings.reload_interval_s, metrics)
+        holder.start()
+        if not await anyio.to_thread.run_sync(holder.wait_first_check, STARTUP_WAIT_S):
+            log.warning(
+                "the first check of %s took over %.0f s; starting without a model", registry.store, STARTUP_WAIT_S
+            )
+        log.info(
+            "inference for model %s from %s: %s",
+            settings.model_name,
+            registry.store.uri,
+            f"serving {holder.current.version}" if holder.current else holder.unavailable_reason(),
+        )
+        try:
+            yield {"holder": holder, "runner": Runner(metrics)}
+        finally:
+            await anyio.to_thread.run_sync(holder.stop)
+
+    return lifespan
+
+
+def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """The generated schema plus the request bodies the routes read themselves (JSON or binary)."""
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            _, defs = models_json_schema(
+                [(PredictRequest, "validation"), (InferRequest, "validation")],
+                ref_template="#/components/schemas/{model}",
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for name, definition in defs.get("$defs", {}).items():
+                components.setdefault(name, definition)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return build
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app for ``settings`` (default: the environment, read now); loading happens in the lifespan."""
+    settings = settings or get_settings()
+    check_name(settings.model_name)
+    metrics = Metrics()
+    app = FastAPI(
+        title="emgpose inference", version=__version__, description=DESCRIPTION, lifespan=_lifespan(settings, metrics)
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    for module in (routes_ops, routes_v1, stream, routes_v2):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=int(settings.max_request_mb * 2**20))
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts refusals too
+    app.openapi = _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+app = create_app()
