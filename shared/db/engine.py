@@ -56,8 +56,12 @@ def get_engine(url: str | None = None) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, connect_args={"connect_timeout": 10})
+    else:
+        engine = create_engine(
+            url, pool_pre_ping=True, pool_size=5, max_overflow=10, connect_args={"connect_timeout": 10}
+        )
+    _engines.append(engine)
+    return engine
 
 
 @functools.lru_cache(maxsize=8)
@@ -72,7 +76,13 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         yield session
 
 
+_engines: list[Engine] = []
+
+
 def reset_engines() -> None:
-    """Forgets cached engines (tests that change ``DATABASE_URL``)."""
+    """Disposes of and forgets the cached engines (tests that change ``DATABASE_URL``)."""
+    for engine in _engines:
+        engine.dispose()
+    _engines.clear()
     get_engine.cache_clear()
     _factory.cache_clear()

@@ -88,6 +88,7 @@ class JobPublic(BaseModel):
     progress: float = Field(description="Percent done, 0-100")
     stage: str = Field(examples=["windows"])
     params: dict[str, Any]
+    dataset_id: str | None = Field(default=None, description="The dataset the job reads")
     result: dict[str, Any] = Field(description="Links to what the job produced (dataset, model version, report)")
     error: JobError | None = None
     cancel_requested: bool
@@ -114,6 +115,7 @@ def public(job: Any) -> JobPublic:
         progress=round(job.progress, 1),
         stage=job.stage,
         params=job.params,
+        dataset_id=job.dataset_id,
         result=job.result,
         error=error,
         cancel_requested=job.cancel_requested,

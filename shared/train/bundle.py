@@ -252,7 +252,7 @@ class Registry:
 
     def promote(self, name: str, version: str) -> None:
         """Points ``latest`` at an existing, complete version (also the rollback)."""
-        self.resolve(name, version)
+        version = self.resolve(name, version)  # "latest" itself resolves to the version it points at
         pointer = {"version": version, "updated": datetime.now(UTC).isoformat(timespec="seconds")}
         self.store.put_bytes(self._key(name, LATEST), json.dumps(pointer).encode())
 
