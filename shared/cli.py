@@ -1,13 +1,11 @@
-"""The ``emgpose`` command: synth, import, preprocess, train, evaluate, models, predict, calibrate, and ``run``."""
+"""The ``emgpose`` command: synth, import, preprocess, train, evaluate, models, predict, calibrate, db, up, run."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from tqdm import tqdm
 
@@ -15,10 +13,10 @@ from emgpose.errors import EmgPoseError
 from emgpose.importers.cli import register as register_import
 from emgpose.preprocess.config import PreprocessConfig
 from emgpose.preprocess.job import run_preprocess
+from emgpose.services_cli import register as register_services
 from emgpose.settings import get_settings
 from emgpose.store import as_uri
 from emgpose.synth import SynthConfig, write_dataset
-from emgpose.train.boost import BoostConfig
 from emgpose.train.cli import register as register_train
 
 log = logging.getLogger("emgpose")
@@ -78,35 +76,6 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    """The main job on embedded defaults: synthetic data -> preprocessing -> training -> evaluation."""
-    from emgpose.train.cli import RoundsBar, print_scores
-    from emgpose.train.job import run_evaluate, run_train
-
-    work = Path(args.workdir).resolve()
-    data, out, store = work / "data", work / "preprocessed", (work / "store").as_uri()
-    config = SynthConfig(duration_s=args.duration, seed=args.seed)
-    _with_bar("sample", "synth", lambda bar: write_dataset(config, data.as_uri(), bar))
-    summary = _with_bar(
-        "sample",
-        "preprocess",
-        lambda bar: run_preprocess(data.as_uri(), out.as_uri(), PreprocessConfig(), bar),
-    )
-    _print_summary(summary)
-    bar = RoundsBar()
-    try:
-        config = BoostConfig(num_rounds=args.rounds)
-        trained = run_train(out.as_uri(), store, args.name, config=config, progress=bar)
-    finally:
-        bar.close()
-    print(f"trained model {trained['name']} version {trained['version']} in {trained['seconds']:.1f} s")  # noqa: T201
-    print(f"  bundle: {trained['uri']}")  # noqa: T201
-    evaluated = run_evaluate(f"{args.name}@{trained['version']}", out.as_uri(), store)
-    print(f"evaluated on the held-out sessions of {out.as_uri()}")  # noqa: T201
-    print_scores(evaluated)
-    return 0
-
-
 def _print_summary(summary: dict) -> None:
     out = summary["output"]["uri"].rstrip("/")
     lines = [
@@ -153,16 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--workers", type=int, help="worker processes sharing the sessions (default: one per core)")
     pre.set_defaults(func=cmd_preprocess)
 
-    run = sub.add_parser("run", help="the main job on embedded defaults: synth -> preprocess -> train -> evaluate")
-    run.add_argument("--workdir", default=os.environ.get("EMGPOSE_WORKDIR", "runs/demo"))
-    run.add_argument("--duration", type=float, default=20.0, help="seconds per synthetic session")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--name", default="demo", help="model name in the workdir's store")
-    run.add_argument("--rounds", type=int, default=200, help="most boosting rounds (early stopping may end sooner)")
-    run.set_defaults(func=cmd_run)
-
     register_import(sub)
     register_train(sub)
+    register_services(sub)
     return parser
 
 
@@ -170,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = "DEBUG" if args.verbose else get_settings().log_level
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise on a console
     try:
         return int(args.func(args))
     except EmgPoseError as exc:

@@ -1,6 +1,6 @@
-"""The trainer's Celery app: ``celery -A emgpose_trainer.worker worker --queues train --pool solo``.
+"""The trainer's Celery app: ``celery -A emgpose_trainer.worker worker --queues train --pool threads --concurrency 1``.
 
-``--pool solo`` (one job at a time per GPU, no fork after CUDA is initialised).
+One job at a time per GPU, in a thread: no fork after CUDA is initialised, and pings are answered during a job.
 """
 
 from __future__ import annotations

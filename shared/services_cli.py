@@ -1,0 +1,138 @@
+"""``emgpose db``, ``emgpose up`` and ``emgpose run`` (the main job, through the REST API)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from emgpose.client import Client
+from emgpose.db.migrate import current, upgrade
+from emgpose.settings import get_settings
+from emgpose.synth import SynthConfig, write_dataset
+from emgpose.train.calibrate import read_recording
+from emgpose.up import Stack, running, serve
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    url = args.url or get_settings().database_url
+    if args.action == "upgrade":
+        upgrade(url)
+    print(f"database revision: {current(url) or 'none (run emgpose db upgrade)'}")  # noqa: T201
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    stack = Stack(
+        Path(args.workdir),
+        host=args.host,
+        gateway_port=args.gateway_port,
+        inference_port=args.inference_port,
+        preprocess_concurrency=args.concurrency,
+    )
+    return serve(stack)
+
+
+class JobBar:
+    """A progress bar over a job's percent; the description follows its stage."""
+
+    def __init__(self, desc: str) -> None:
+        self.bar = tqdm(total=100, unit="%", desc=desc, mininterval=0.3, file=sys.stderr, bar_format="{l_bar}{bar}|")
+
+    def __call__(self, job: dict[str, Any]) -> None:
+        self.bar.set_description_str(f"{job['type']}: {job['stage']}", refresh=False)
+        self.bar.update(job["progress"] - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _wait(api: Client, job: dict[str, Any]) -> dict[str, Any]:
+    bar = JobBar(job["type"])
+    try:
+        return api.wait(job, on_progress=bar)
+    finally:
+        bar.close()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The main job through the REST API: synthetic data uploaded, preprocessed, trained, served, predicted."""
+    work = Path(args.workdir).resolve()
+    data = work / "data"
+    config = SynthConfig(duration_s=args.duration, seed=args.seed)
+    write_dataset(config, data.as_uri())
+    stack = Stack(work, gateway_port=free_port(), inference_port=free_port(), env={"MODEL_NAME": args.name})
+    say = print  # the run's own report goes to stdout
+    with running(stack), Client(stack.gateway_url) as api:
+        say(f"stack up: gateway {stack.gateway_url}, inference {stack.inference_url} (logs in {work / 'logs'})")
+        dataset = api.upload_dataset("synthetic", data)
+        say(f"uploaded dataset {dataset['id']}: {dataset['files']} files, {dataset['bytes'] / 1e6:.1f} MB")
+        pre = _wait(api, api.submit("preprocess", {"dataset": dataset["id"]}))
+        say(f"preprocess job {pre['id']}: {pre['result']['windows']} windows -> dataset {pre['result']['dataset_id']}")
+        params = {"dataset": pre["result"]["dataset_id"], "name": args.name, "config": {"num_rounds": args.rounds}}
+        trained = _wait(api, api.submit("train", params))
+        result = trained["result"]
+        say(f"train job {trained['id']}: model {result['model']} version {result['version']} ({result['device']})")
+        say(f"  report: {result['report']}")
+        for group, scores in result["metrics"].get("by_generalization", {}).items():
+            say(f"  held-out {group}: " + ", ".join(f"{m} {s:.2f}" for m, s in scores.items()))
+        api.wait_for_model(result["version"], stack.inference_url)
+        _predict_demo(api, data, say)
+    return 0
+
+
+def _predict_demo(api: Client, data: Path, say: Any) -> None:
+    with open(data / "metadata.csv") as fh:
+        row = next(r for r in csv.DictReader(fh) if r["split"] == "test")
+    rec = read_recording(str(data / f"{row['filename']}.hdf5"))
+    rec = rec.first(min(4.0, len(rec.time) / rec.sample_rate))
+    answer = api.predict(rec.emg, rec.sample_rate)
+    degrees = np.asarray(answer["degrees"])
+    ends = np.asarray(answer["window_end_s"])
+    index = np.clip(np.searchsorted(rec.time - rec.time[0], ends) - 1, 0, len(rec.time) - 1)
+    truth = np.degrees(rec.angles[index])
+    ok = np.any(np.abs(rec.angles[index]) > 1e-6, axis=1)  # IK failures carry all-zero angles
+    mae = float(np.mean(np.abs(degrees[ok] - truth[ok])))
+    say(f"predicted {len(degrees)} windows of {row['filename']} (held-out {row['generalization']}) with "
+        f"model version {answer['model_version']}: MAE {mae:.1f} deg against the true angles")  # fmt: skip
+    joints = answer["joints"][:4]
+    say("  window end (s)  " + "  ".join(f"{j:>14}" for j in joints))
+    for i in range(0, len(degrees), max(1, len(degrees) // 4))[:4]:
+        say(f"  {ends[i]:14.3f}  " + "  ".join(f"{v:14.1f}" for v in degrees[i, :4]))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    db = sub.add_parser("db", help="job database: migrate (the pre-start step) or show the revision")
+    db.add_argument("action", choices=["upgrade", "current"])
+    db.add_argument("--url", help="database URL (default DATABASE_URL)")
+    db.set_defaults(func=cmd_db)
+
+    up = sub.add_parser("up", help="run every service as a local process (SQLite, local store, no servers needed)")
+    up.add_argument("--workdir", default=os.environ.get("EMGPOSE_WORKDIR", "runs/local"))
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--gateway-port", dest="gateway_port", type=int, default=8000)
+    up.add_argument("--inference-port", dest="inference_port", type=int, default=8001)
+    up.add_argument("--concurrency", type=int, default=2, help="preprocess worker threads")
+    up.set_defaults(func=cmd_up)
+
+    run = sub.add_parser("run", help="the main job through the REST API: synth -> upload -> preprocess -> train "
+                                     "-> serve -> predict")  # fmt: skip
+    run.add_argument("--workdir", default=os.environ.get("EMGPOSE_WORKDIR", "runs/demo"))
+    run.add_argument("--duration", type=float, default=20.0, help="seconds per synthetic session")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--name", default="demo", help="model name (the stack serves it)")
+    run.add_argument("--rounds", type=int, default=200, help="most boosting rounds (early stopping may end sooner)")
+    run.set_defaults(func=cmd_run)
