@@ -81,14 +81,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         dataset = api.upload_dataset("synthetic", data)
         say(f"uploaded dataset {dataset['id']}: {dataset['files']} files, {dataset['bytes'] / 1e6:.1f} MB")
         pre = _wait(api, api.submit("preprocess", {"dataset": dataset["id"]}))
-        say(f"preprocess job {pre['id']}: {pre['result']['windows']} windows -> dataset {pre['result']['dataset_id']}")
+        windows = ", ".join(f"{split} {n}" for split, n in sorted(pre["result"]["windows"].items()))
+        say(f"preprocess job {pre['id']}: windows {windows} -> dataset {pre['result']['dataset_id']}")
         params = {"dataset": pre["result"]["dataset_id"], "name": args.name, "config": {"num_rounds": args.rounds}}
         trained = _wait(api, api.submit("train", params))
         result = trained["result"]
         say(f"train job {trained['id']}: model {result['model']} version {result['version']} ({result['device']})")
         say(f"  report: {result['report']}")
-        for group, scores in result["metrics"].get("by_generalization", {}).items():
-            say(f"  held-out {group}: " + ", ".join(f"{m} {s:.2f}" for m, s in scores.items()))
+        for group, v in result["metrics"].get("verdict", {}).items():
+            beats = "beats" if v["beats_baselines"] else "DOES NOT beat"
+            say(f"  {group:<10} {v['metric']} {v['model']:.2f}: {beats} the best baseline ({v['best_baseline']} "
+                f"{v['baseline']:.2f})")  # fmt: skip
         api.wait_for_model(result["version"], stack.inference_url)
         _predict_demo(api, data, say)
     return 0

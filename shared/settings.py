@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     max_request_mb: float = Field(default=64.0, gt=0)  # per prediction request body
     device: Literal["auto", "cpu", "cuda"] = "auto"  # workers: auto uses the GPU where one exists
     job_time_limit_s: int = Field(default=6 * 3600, gt=0)
+    task_max_retries: int = Field(default=5, ge=0)  # retries of a task after a transient store/broker/db error
+    task_retry_backoff_s: float = Field(default=2.0, gt=0)  # first retry delay; doubles, capped at 120 s
 
     @field_validator("s3_endpoint_url", "redis_url", mode="before")
     @classmethod

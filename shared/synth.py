@@ -7,7 +7,11 @@ The model, per session (all of it deterministic for a seed):
 * **Muscle activation** per channel: ``softplus(W_u @ pose + V_u @ velocity + b)``, where ``W``/``V``
   (the "anatomy") are shared by everyone and perturbed per user (``user_variation``), with a per-user
   electrode gain. Stages perturb shared pose synergies (``stage_variation``); as in emg2pose, a new
-  stage is harder to generalise to than a new user (docs/results.md).
+  stage is harder to generalise to than a new user (docs/results.md). Optional shapes of the
+  drive-to-amplitude curve: ``softplus(s * drive) / s`` (``sharpness`` s: muscles silent outside
+  their range), raised to ``recruitment`` (amplitude growing faster than the drive), and a slow
+  co-contraction factor ``exp(effort_variation * slow noise)`` on every muscle at once. The defaults
+  leave them off; ``bench/synth_variants.py`` measures what they change.
 * **EMG** = activation x band-limited (30-400 Hz) noise + 50 Hz mains hum + slow baseline drift +
   white sensor noise.
 * **IK failures**: a few short stretches where every angle is exactly zero (EMG continues).
@@ -83,6 +87,9 @@ class SynthConfig:
     chunk_samples: int = 32768
     user_variation: float = 0.2  # how far each user's anatomy and electrode gains stray from the shared one
     stage_variation: float = 0.3  # how far each stage's pose synergies stray from the shared ones
+    recruitment: float = 1.0  # EMG amplitude grows as drive**recruitment (motor-unit recruitment curvature)
+    sharpness: float = 1.0  # softplus(s*x)/s: larger values make each muscle silent outside its action range
+    effort_variation: float = 0.0  # slow co-contraction: all muscles' drive scaled by exp(k * slow noise)
 
     def __post_init__(self) -> None:
         if not 1 <= self.stages <= len(STAGES):
@@ -90,6 +97,11 @@ class SynthConfig:
         if self.user_variation < 0 or self.stage_variation < 0:
             raise InvalidInput(
                 f"user_variation and stage_variation must be >= 0, got {self.user_variation} and {self.stage_variation}"
+            )
+        if self.recruitment <= 0 or self.sharpness <= 0 or self.effort_variation < 0:
+            raise InvalidInput(
+                f"recruitment and sharpness must be > 0 and effort_variation >= 0, got {self.recruitment}, "
+                f"{self.sharpness} and {self.effort_variation}"
             )
         if self.sessions < 1 or self.channels < 1:
             raise InvalidInput(f"sessions and channels must be at least 1, got {self.sessions} and {self.channels}")
@@ -169,6 +181,8 @@ def generate_session(
     latent = _Filter(signal.butter(2, anatomy.stage_hz[stage], fs=fs, output="sos"), LATENTS)
     carrier = _Filter(signal.butter(2, [30.0, min(400.0, 0.45 * fs)], "bandpass", fs=fs, output="sos"), c)
     drift = _Filter(signal.butter(1, 0.2, fs=fs, output="sos"), c)
+    effort = _Filter(signal.butter(1, 0.3, fs=fs, output="sos"), 1)
+    effort_rng = np.random.default_rng([config.seed, 3, user, stage, session])  # leaves the main stream alone
     mix, offset = anatomy.stage_mix[stage], anatomy.stage_offset[stage]
     span = anatomy.hi - anatomy.lo
     n_total = int(config.duration_s * fs)
@@ -185,7 +199,12 @@ def generate_session(
         velocity = np.diff(np.concatenate([history, angles]), axis=0) * fs / 4.0
         previous = angles[-1:]
         pose = (angles - anatomy.lo) / span - 0.5
-        activation = np.logaddexp(0.0, pose @ w.T * 2.0 + velocity / span @ v.T + anatomy.bias)
+        drive = pose @ w.T * 2.0 + velocity / span @ v.T + anatomy.bias
+        activation = np.logaddexp(0.0, config.sharpness * drive) / config.sharpness
+        if config.recruitment != 1.0:
+            activation = activation**config.recruitment
+        if config.effort_variation:
+            activation = activation * np.exp(config.effort_variation * effort(effort_rng.normal(size=(n, 1))))
         emg = 0.05 * gain * activation * carrier(rng.normal(size=(n, c)))
         emg += 0.01 * np.sin(2 * np.pi * config.mains_hz * t + hum_phase)
         emg += 0.02 * drift(rng.normal(size=(n, c))) + 0.002 * rng.normal(size=(n, c))

@@ -100,7 +100,8 @@ def test_run_goes_through_the_rest_api_from_upload_to_prediction(tmp_path: Path)
     work = tmp_path / "w"
     out = ok(emgpose("run", "--workdir", work, "--duration", "3", "--rounds", "10", cwd=tmp_path, timeout=600))
     assert "stack up: gateway http://127.0.0.1:" in out and "uploaded dataset " in out
-    assert re.search(r"preprocess job [0-9a-f]{32}: \{.*'train': \d+", out), out
+    assert re.search(r"preprocess job [0-9a-f]{32}: windows test \d+, train \d+, val \d+ -> dataset", out), out
+    assert re.search(r"  overall +mae_deg [\d.]+: (beats|DOES NOT beat) the best baseline", out), out
     version = re.search(r"train job [0-9a-f]{32}: model demo version (\S+) \(cpu\)", out).group(1)
     assert f"with model version {version}: MAE " in out
     report = out.split("report: ")[-1].split()[0]

@@ -9,8 +9,8 @@ from emgpose.formats.joints import EMG2POSE_JOINTS
 from emgpose.synth import Anatomy, SynthConfig, generate_session, joint_bounds, plan, write_dataset
 
 
-def _session(seed=0, user=0, stage=0, duration=6.0):
-    config = SynthConfig(duration_s=duration, seed=seed, chunk_samples=5000)
+def _session(seed=0, user=0, stage=0, duration=6.0, **options):
+    config = SynthConfig(duration_s=duration, seed=seed, chunk_samples=5000, **options)
     parts = list(generate_session(config, Anatomy(config), user, stage, 0))
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 
@@ -77,3 +77,19 @@ def test_invalid_configs_say_why():
         SynthConfig(users=1)
     with pytest.raises(InvalidInput, match="too short"):
         SynthConfig(duration_s=1.0)
+
+
+@pytest.mark.parametrize(
+    "knob", [{"recruitment": 2.0}, {"sharpness": 3.0}, {"effort_variation": 0.5}], ids=lambda k: next(iter(k))
+)
+def test_amplitude_shape_options_change_the_emg_not_the_angles(knob):
+    base, other = _session(seed=1), _session(seed=1, **knob)
+    np.testing.assert_array_equal(base[2], other[2])  # same poses
+    assert not np.allclose(base[1], other[1])  # another drive-to-amplitude curve
+
+
+def test_amplitude_shape_options_are_checked():
+    with pytest.raises(InvalidInput, match="recruitment and sharpness must be > 0"):
+        SynthConfig(sharpness=0.0)
+    with pytest.raises(InvalidInput, match="effort_variation >= 0, got 1.0, 1.0 and -1"):
+        SynthConfig(effort_variation=-1)

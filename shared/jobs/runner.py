@@ -40,8 +40,6 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
-MAX_RETRIES = 5
-BACKOFF_S = 2.0
 BACKOFF_MAX_S = 120.0
 REPORT_EVERY_S = 0.5
 
@@ -120,7 +118,8 @@ class JobRun:
 
 
 def backoff(retries: int) -> float:
-    return min(BACKOFF_MAX_S, BACKOFF_S * 2**retries)
+    """Seconds before retry ``retries + 1``: ``TASK_RETRY_BACKOFF_S`` doubled per retry, capped."""
+    return min(BACKOFF_MAX_S, get_settings().task_retry_backoff_s * 2**retries)
 
 
 def run_job(task: Task, job_id: str, work: Callable[[JobRun], dict[str, Any]]) -> None:
@@ -145,9 +144,9 @@ def run_job(task: Task, job_id: str, work: Callable[[JobRun], dict[str, Any]]) -
 
 
 def retry_or_fail(task: Task, job_id: str, exc: BaseException) -> None:
-    """Retries ``task`` after a transient error with backoff, up to ``MAX_RETRIES``; then fails the job."""
-    retries = task.request.retries
-    if retries >= MAX_RETRIES:
+    """Retries ``task`` after a transient error with backoff, up to ``TASK_MAX_RETRIES``; then fails the job."""
+    retries, most = task.request.retries, get_settings().task_max_retries
+    if retries >= most:
         log.error("job %s: %s after %d retries; giving up", job_id, exc, retries)
         repo.finish(job_id, "failed", error=exc)
         return
@@ -157,4 +156,4 @@ def retry_or_fail(task: Task, job_id: str, exc: BaseException) -> None:
         repo.report(job_id, None, f"retrying ({type(exc).__name__})")
     except TRANSIENT:
         pass
-    raise task.retry(exc=exc, countdown=delay, max_retries=MAX_RETRIES)
+    raise task.retry(exc=exc, countdown=delay, max_retries=most)
