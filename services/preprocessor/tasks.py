@@ -26,7 +26,15 @@ from emgpose.jobs.celery_app import (
     PREPROCESS_WINDOWS,
     send,
 )
-from emgpose.jobs.runner import TRANSIENT, JobRun, retry_or_fail, worker_name
+from emgpose.jobs.runner import (
+    SHUTTING_DOWN,
+    TRANSIENT,
+    JobRun,
+    WorkerStopping,
+    requeue,
+    retry_or_fail,
+    worker_name,
+)
 from emgpose.jobs.schemas import TERMINAL, PreprocessParams
 from emgpose.preprocess import parts
 from emgpose.preprocess.normalize import NormStats
@@ -47,6 +55,9 @@ def output_uri(job_id: str) -> str:
 
 @app.task(name=PREPROCESS_START, bind=True, acks_late=True)
 def start(self: Task, job_id: str) -> None:
+    if SHUTTING_DOWN.is_set():  # a stopping worker can still receive a message: pass it on untouched
+        requeue(self, job_id)
+        return
     job = repo.start(job_id, worker_name())
     if job is None:
         return
@@ -75,6 +86,9 @@ def _plan(run: JobRun, params: PreprocessParams) -> None:
 
 @app.task(name=PREPROCESS_STATS, bind=True, acks_late=True)
 def stats(self: Task, job_id: str, part: int) -> None:
+    if SHUTTING_DOWN.is_set():
+        requeue(self, job_id, part)
+        return
     run = _running(job_id)
     if run is None:
         return
@@ -87,7 +101,7 @@ def stats(self: Task, job_id: str, part: int) -> None:
         if done == total and repo.claim(job_id, "windows"):
             _begin_windows(run, plan, parts.merge_stats(plan, repo.part_results(job_id, "stats")))
 
-    _guard(self, run, work)
+    _guard(self, run, work, part)
 
 
 def _begin_windows(run: JobRun, plan: parts.Plan, norm: NormStats) -> None:
@@ -95,13 +109,17 @@ def _begin_windows(run: JobRun, plan: parts.Plan, norm: NormStats) -> None:
     repo.set_parts(job_id, "merged", [1])
     repo.part_done(job_id, "merged", 0, norm.to_dict())
     repo.set_parts(job_id, "windows", [s["samples"] for s in plan.sessions])
-    run.progress(STATS_SHARE, "windows", force=True)
+    repo.report(job_id, STATS_SHARE, "windows")  # no cancel/shutdown check here: the claim is spent
+    run.percent = STATS_SHARE
     for part in range(len(plan.sessions)):
         send(app, PREPROCESS_WINDOWS, job_id, part)
 
 
 @app.task(name=PREPROCESS_WINDOWS, bind=True, acks_late=True)
 def windows(self: Task, job_id: str, part: int) -> None:
+    if SHUTTING_DOWN.is_set():
+        requeue(self, job_id, part)
+        return
     run = _running(job_id)
     if run is None:
         return
@@ -115,11 +133,14 @@ def windows(self: Task, job_id: str, part: int) -> None:
         if done == total and repo.claim(job_id, "gather"):
             send(app, PREPROCESS_GATHER, job_id)
 
-    _guard(self, run, work)
+    _guard(self, run, work, part)
 
 
 @app.task(name=PREPROCESS_GATHER, bind=True, acks_late=True)
 def gather(self: Task, job_id: str) -> None:
+    if SHUTTING_DOWN.is_set():
+        requeue(self, job_id)
+        return
     run = _running(job_id)
     if run is None:
         return
@@ -198,16 +219,21 @@ def _ticker(run: JobRun, stage: str) -> Callable[[int], None]:
     """A per-sample tick that only checks for cancellation and the time limit (progress is per part)."""
 
     def tick(_n: int) -> None:
-        run.progress(run._percent, stage)
+        run.progress(run.percent, stage)
 
     return tick
 
 
-def _guard(task: Task, run: JobRun, work: Callable[[], None]) -> None:
-    """Runs one step; cancellation, transient errors (retried) and failures end the job the same way."""
+def _guard(task: Task, run: JobRun, work: Callable[[], None], *args: Any) -> None:
+    """Runs one step; cancellation, transient errors (retried) and failures end the job the same way.
+
+    A worker that starts shutting down hands the step (``args`` after the job id) back to the queue.
+    """
     job_id = run.job.id
     try:
         work()
+    except WorkerStopping:
+        requeue(task, job_id, *args)
     except Cancelled:
         _end(job_id, "cancelled")
     except TRANSIENT as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,11 +21,13 @@ from typing import Any
 import redis.exceptions
 import sqlalchemy.exc
 from celery import Task
+from celery.signals import worker_shutting_down
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from emgpose.db.models import Job
 from emgpose.errors import EmgPoseError, StoreError
 from emgpose.jobs import repo
+from emgpose.jobs.celery_app import send
 from emgpose.settings import get_settings
 from emgpose.train.boost import Cancelled
 
@@ -42,6 +45,18 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 BACKOFF_MAX_S = 120.0
 REPORT_EVERY_S = 0.5
+
+
+SHUTTING_DOWN = threading.Event()  # set when this worker process begins a warm shutdown
+
+
+@worker_shutting_down.connect
+def _on_shutdown(**_kwargs: Any) -> None:
+    SHUTTING_DOWN.set()
+
+
+class WorkerStopping(Exception):  # noqa: N818 - a state, not an error: the job goes back to the queue
+    """The worker is shutting down: the running task hands its job back to the queue and returns."""
 
 
 class TimeLimitExceeded(EmgPoseError):
@@ -66,6 +81,8 @@ class JobRun:
         self._cancel = False
 
     def check(self) -> None:
+        if SHUTTING_DOWN.is_set():
+            raise WorkerStopping(f"job {self.job.id}: the worker is shutting down")
         if self._cancel:
             raise Cancelled(f"job {self.job.id} was cancelled")
         if time.monotonic() > self.deadline:
@@ -82,23 +99,24 @@ class JobRun:
         self.check()
 
     def cancelled(self) -> bool:
-        """The hook for :func:`emgpose.train.boost.fit` (checked between rounds)."""
+        """The hook for :func:`emgpose.train.boost.fit` (checked between rounds; may raise
+        :class:`WorkerStopping` or :class:`TimeLimitExceeded`, which end the fit)."""
         try:
-            self.progress(self._percent, self._stage)
+            self.progress(self.percent, self.stage)
         except Cancelled:
             return True
         return False
 
-    _percent = 0.0
-    _stage = "running"
+    percent = 0.0
+    stage = "running"
 
     def scaled(self, lo: float, hi: float) -> Callable[[int, int, str], None]:
         """A ``progress(done, total, stage)`` callback mapping ``done/total`` onto ``lo..hi`` percent."""
 
         def report(done: int, total: int, stage: str) -> None:
-            self._percent = lo + (hi - lo) * (done / total if total else 0.0)
-            self._stage = stage
-            self.progress(self._percent, stage)
+            self.percent = lo + (hi - lo) * (done / total if total else 0.0)
+            self.stage = stage
+            self.progress(self.percent, stage)
 
         return report
 
@@ -109,10 +127,10 @@ class JobRun:
         """
 
         def report(done: int, total: int, stage: str) -> None:
-            lo, hi = ranges.get(stage, (self._percent, self._percent))
-            self._percent = max(self._percent, lo + (hi - lo) * (done / total if total else 0.0))
-            self._stage = stage
-            self.progress(self._percent, stage)
+            lo, hi = ranges.get(stage, (self.percent, self.percent))
+            self.percent = max(self.percent, lo + (hi - lo) * (done / total if total else 0.0))
+            self.stage = stage
+            self.progress(self.percent, stage)
 
         return report
 
@@ -124,6 +142,9 @@ def backoff(retries: int) -> float:
 
 def run_job(task: Task, job_id: str, work: Callable[[JobRun], dict[str, Any]]) -> None:
     """Starts the job, runs ``work``, records the outcome; retries transient errors (raises ``Retry``)."""
+    if SHUTTING_DOWN.is_set():  # a stopping worker can still receive a message: pass it on untouched
+        requeue(task, job_id)
+        return
     job = repo.start(job_id, worker_name())
     if job is None:
         return
@@ -133,6 +154,8 @@ def run_job(task: Task, job_id: str, work: Callable[[JobRun], dict[str, Any]]) -
     except Cancelled:
         log.info("job %s cancelled", job_id)
         repo.finish(job_id, "cancelled")
+    except WorkerStopping:
+        requeue(task, job_id)
     except TRANSIENT as exc:
         retry_or_fail(task, job_id, exc)
     except Exception as exc:  # the job failed: record type and message, never re-raise into the broker
@@ -141,6 +164,14 @@ def run_job(task: Task, job_id: str, work: Callable[[JobRun], dict[str, Any]]) -
     else:
         repo.finish(job_id, "succeeded", result=result)
         log.info("job %s succeeded", job_id)
+
+
+def requeue(task: Task, job_id: str, *args: Any) -> None:
+    """Sends the task again (same arguments) for another worker, so that a stopping worker's job
+    resumes at once (from its last checkpoint) instead of after the broker's visibility timeout."""
+    log.warning("job %s: worker shutting down; handing the job back to queue %s", job_id, task.name)
+    repo.report(job_id, None, "requeued (worker stopped)")
+    send(task.app, task.name, job_id, *args)
 
 
 def retry_or_fail(task: Task, job_id: str, exc: BaseException) -> None:
