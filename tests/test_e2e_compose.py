@@ -23,6 +23,7 @@ import psycopg
 import pytest
 import redis
 from compose import service_commands
+from servers import free_port
 
 from emgpose.client import Client
 from emgpose.synth import SynthConfig, write_dataset
@@ -34,13 +35,6 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_DB = 11  # the stack's broker database on the shared Redis; flushed before use
 BIN = str(Path(sys.executable).parent)  # uvicorn, celery and emgpose of this environment
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +56,7 @@ def stack(database: str, s3_server: str, tmp_path_factory: pytest.TempPathFactor
     boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket="emgpose")
     redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
     logs = tmp_path_factory.mktemp("e2e-logs")
-    gateway_port, inference_port = _free_port(), _free_port()
+    gateway_port, inference_port = free_port(), free_port()
     moto = s3_server.removeprefix("http://")
     commands = service_commands(
         {"POSTGRES_USER": "postgres", "POSTGRES_PASSWORD": "unused", "POSTGRES_DB": database,

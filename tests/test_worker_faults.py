@@ -4,22 +4,16 @@ the job with the store's error; a job over ``JOB_TIME_LIMIT_S`` is stopped and f
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from servers import free_port
+from worker_support import embedded, start_worker, stop, submit, wait
 
-from emgpose.db.engine import reset_engines, session_scope
-from emgpose.db.migrate import upgrade
-from emgpose.jobs import repo
-from emgpose.jobs.celery_app import TASK_FOR_JOB, make_celery, send
+from emgpose.db.models import Job
 from emgpose.preprocess.job import run_preprocess
-from emgpose.settings import get_settings
 from emgpose.synth import SynthConfig, write_dataset
-from emgpose.up import Stack
 
 pytestmark = pytest.mark.slow
 
@@ -27,65 +21,27 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     work = tmp_path_factory.mktemp("faults")
-    common = {"DATABASE_URL": f"sqlite:///{work / 'jobs.db'}", "BROKER_DIR": str(work / "broker"), "DEVICE": "cpu"}
-    closed = socket_port()
     broken_store = {
         "STORE_URI": "s3://emgpose-faults",
-        "S3_ENDPOINT_URL": f"http://127.0.0.1:{closed}",  # nothing listens there
+        "S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens there
         "S3_MAX_ATTEMPTS": "1",
         "S3_CONNECT_TIMEOUT": "1",
         "TASK_MAX_RETRIES": "2",
         "TASK_RETRY_BACKOFF_S": "0.2",
     }
-    short = {"STORE_URI": (work / "store").as_uri(), "JOB_TIME_LIMIT_S": "3"}
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in common.items():
-            mp.setenv(k, v)
-        mp.delenv("REDIS_URL", raising=False)
-        get_settings.cache_clear()
-        reset_engines()
-        upgrade()
-        commands = Stack(work).commands()
-        procs = []
-        for name, extra in (("preprocessor", broken_store), ("trainer", short)):
-            with open(work / f"{name}.log", "wb") as log:
-                env = {**os.environ, **extra}
-                procs.append(subprocess.Popen(commands[name], env=env, stdout=log, stderr=subprocess.STDOUT))
+    with embedded(work):
+        procs = [
+            start_worker(work, "preprocessor", **broken_store),
+            start_worker(work, "trainer", JOB_TIME_LIMIT_S="3"),
+        ]
         try:
             yield work
         finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-            get_settings.cache_clear()
-            reset_engines()
+            stop(*procs)
 
 
-def socket_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run(type_: str, params: dict, timeout: float = 120) -> repo.Job:
-    with session_scope() as session:
-        job, _ = repo.create_job(session, type_, params)
-        job_id = job.id
-    send(make_celery("test-client"), TASK_FOR_JOB[type_], job_id)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with session_scope() as session:
-            job = repo.get_job(session, job_id)
-            if job.state in ("succeeded", "failed", "cancelled"):
-                return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} still {job.state} ({job.stage}) after {timeout} s")
+def run(type_: str, params: dict) -> Job:
+    return wait(submit(type_, params), timeout=120)
 
 
 def test_unreachable_store_is_retried_up_to_the_cap_then_fails_the_job(workers: Path):

@@ -4,70 +4,35 @@ job back to the queue at once; the next worker continues it from its last checkp
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from worker_support import embedded, job_now, start_worker, stop, submit
 
-from emgpose.db.engine import reset_engines, session_scope
-from emgpose.db.migrate import upgrade
-from emgpose.jobs import repo
-from emgpose.jobs.celery_app import TASK_FOR_JOB, make_celery, send
 from emgpose.preprocess.job import run_preprocess
-from emgpose.settings import get_settings
 from emgpose.synth import SynthConfig, write_dataset
 from emgpose.train.bundle import Registry
-from emgpose.up import Stack
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def work(tmp_path: Path) -> Iterator[Path]:
-    env = {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'jobs.db'}",
-        "BROKER_DIR": str(tmp_path / "broker"),
-        "STORE_URI": (tmp_path / "store").as_uri(),
-        "DEVICE": "cpu",
-    }
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        mp.delenv("REDIS_URL", raising=False)
-        get_settings.cache_clear()
-        reset_engines()
-        upgrade()
+    with embedded(tmp_path):
         yield tmp_path
-        get_settings.cache_clear()
-        reset_engines()
-
-
-def job_now(job_id: str) -> repo.Job:
-    with session_scope() as session:
-        return repo.get_job(session, job_id)
 
 
 def test_a_stopped_worker_requeues_its_job_and_the_next_one_resumes_it(work: Path):
     write_dataset(SynthConfig(users=2, stages=2, sessions=2, duration_s=6.0, seed=2), (work / "data").as_uri())
     run_preprocess((work / "data").as_uri(), (work / "pre").as_uri(), workers=1)
-    command = Stack(work).commands()["trainer"]
-
-    def worker(name: str) -> subprocess.Popen:
-        with open(work / f"{name}.log", "wb") as log:
-            return subprocess.Popen(command, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
-
-    first = worker("first")
+    first = start_worker(work, "trainer", log="first")
     try:
         config = {"num_rounds": 300, "early_stopping_rounds": 300, "learning_rate": 0.001, "nthread": 1}
         params = {"dataset": (work / "pre").as_uri(), "name": "r", "config": config}
-        with session_scope() as session:
-            job, _ = repo.create_job(session, "train", params)
-            job_id = job.id
-        send(make_celery("test-client"), TASK_FOR_JOB["train"], job_id)
+        job_id = submit("train", params)
         deadline = time.monotonic() + 120
         while not (job_now(job_id).stage == "boosting" and job_now(job_id).progress > 20):  # > 30 rounds: a checkpoint
             assert time.monotonic() < deadline, job_now(job_id).stage
@@ -82,15 +47,14 @@ def test_a_stopped_worker_requeues_its_job_and_the_next_one_resumes_it(work: Pat
     job = job_now(job_id)
     assert job.state == "running" and job.stage == "requeued (worker stopped)", (job.state, job.stage)
 
-    second = worker("second")
+    second = start_worker(work, "trainer", log="second")
     try:
         deadline = time.monotonic() + 180
         while job_now(job_id).state == "running":
             assert time.monotonic() < deadline, job_now(job_id).stage
             time.sleep(0.2)
     finally:
-        second.terminate()
-        second.wait(30)
+        stop(second)
     job = job_now(job_id)
     assert job.state == "succeeded" and job.attempts == 2, (job.state, job.error_message)
     assert "continuing from checkpoint" in (work / "second.log").read_text()

@@ -6,8 +6,6 @@ failure, and a redelivered task that must be harmless.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,18 +13,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import func, select
+from worker_support import embedded, start_worker, stop, submit, wait
 
-from emgpose.db.engine import reset_engines, session_scope
-from emgpose.db.migrate import upgrade
-from emgpose.db.models import Dataset, Job, ModelVersion
+from emgpose.db.engine import session_scope
+from emgpose.db.models import Dataset, ModelVersion
 from emgpose.jobs import repo
 from emgpose.jobs.celery_app import PREPROCESS_GATHER, TASK_FOR_JOB, make_celery, send
 from emgpose.preprocess.config import PreprocessConfig
 from emgpose.preprocess.job import run_preprocess
-from emgpose.settings import get_settings
 from emgpose.synth import SynthConfig, write_dataset
 from emgpose.train.bundle import Registry
-from emgpose.up import Stack
 
 pytestmark = pytest.mark.slow
 
@@ -34,37 +30,12 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def stack_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     work = tmp_path_factory.mktemp("workers")
-    env = {
-        "DATABASE_URL": f"sqlite:///{work / 'jobs.db'}",
-        "STORE_URI": (work / "store").as_uri(),
-        "BROKER_DIR": str(work / "broker"),
-        "DEVICE": "cpu",
-        "JOB_TIME_LIMIT_S": "600",
-    }
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        mp.delenv("REDIS_URL", raising=False)
-        get_settings.cache_clear()
-        reset_engines()
-        upgrade()
-        stack = Stack(work)
-        procs = []
-        for name in ("preprocessor", "trainer"):
-            with open(work / f"{name}.log", "wb") as log:
-                procs.append(subprocess.Popen(stack.commands()[name], env={**os.environ}, stdout=log, stderr=log))
+    with embedded(work, JOB_TIME_LIMIT_S="600") as env:
+        procs = [start_worker(work, "preprocessor"), start_worker(work, "trainer")]
         try:
             yield {**env, "work": str(work)}
         finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-            get_settings.cache_clear()
-            reset_engines()
+            stop(*procs)
 
 
 @pytest.fixture(scope="module")
@@ -73,25 +44,6 @@ def raw_dataset(stack_env: dict[str, str]) -> tuple[str, str]:
     write_dataset(SynthConfig(users=3, stages=2, sessions=2, duration_s=4.0, seed=5), uri)
     dataset_id = repo.add_dataset(name="synth", kind="raw", source="registered", uri=uri, state="ready")
     return dataset_id, uri
-
-
-def submit(type_: str, params: dict) -> str:
-    with session_scope() as session:
-        job, _ = repo.create_job(session, type_, params)
-        job_id = job.id
-    send(make_celery("test-client"), TASK_FOR_JOB[type_], job_id)
-    return job_id
-
-
-def wait(job_id: str, states: tuple[str, ...] = ("succeeded", "failed", "cancelled"), timeout: float = 240) -> Job:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with session_scope() as session:
-            job = repo.get_job(session, job_id)
-            if job.state in states:
-                return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} still {job.state} ({job.stage} {job.progress:.0f}%) after {timeout} s")
 
 
 def test_preprocess_job_fans_out_and_equals_the_single_process_job(stack_env, raw_dataset, tmp_path: Path):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -198,11 +197,6 @@ def finish(job_id: str, state: str, result: dict[str, Any] | None = None, error:
         _finish(job, state, result, error)
 
 
-def set_result(job_id: str, **items: Any) -> None:
-    with session_scope() as session:
-        job = get_job(session, job_id)
-        job.result = {**job.result, **items}
-
 
 def add_dataset(**fields: Any) -> str:
     with session_scope() as session:
@@ -267,10 +261,6 @@ def claim(job_id: str, step: str) -> bool:
     except IntegrityError:
         return False
 
-
-def started_at(job_id: str) -> datetime | None:
-    with session_scope() as session:
-        return session.scalar(select(Job.started_at).where(Job.id == job_id))
 
 
 def resolve_dataset(session: Session, ref: str, kind: str) -> tuple[str, str | None]:

@@ -79,6 +79,8 @@ class JobRun:
         self.deadline = time.monotonic() + self.time_limit_s - (datetime.now(UTC) - started).total_seconds()
         self._last = 0.0
         self._cancel = False
+        self.percent = 0.0  # what the last report said, kept so that a hook can repeat it
+        self.stage = "running"
 
     def check(self) -> None:
         if SHUTTING_DOWN.is_set():
@@ -106,19 +108,6 @@ class JobRun:
         except Cancelled:
             return True
         return False
-
-    percent = 0.0
-    stage = "running"
-
-    def scaled(self, lo: float, hi: float) -> Callable[[int, int, str], None]:
-        """A ``progress(done, total, stage)`` callback mapping ``done/total`` onto ``lo..hi`` percent."""
-
-        def report(done: int, total: int, stage: str) -> None:
-            self.percent = lo + (hi - lo) * (done / total if total else 0.0)
-            self.stage = stage
-            self.progress(self.percent, stage)
-
-        return report
 
     def staged(self, ranges: dict[str, tuple[float, float]]) -> Callable[[int, int, str], None]:
         """A ``progress(done, total, stage)`` callback where each stage owns a range of the bar.

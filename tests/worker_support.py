@@ -1,0 +1,93 @@
+"""Plumbing for tests that run the Celery workers as real processes: the embedded backends (SQLite,
+filesystem broker, local store) in a folder, workers started with the ``emgpose up`` commands, jobs
+submitted the way the gateway does it (row committed, then the task sent) and polled until they end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from emgpose.db.engine import reset_engines, session_scope
+from emgpose.db.migrate import upgrade
+from emgpose.db.models import Job
+from emgpose.jobs import repo
+from emgpose.jobs.celery_app import TASK_FOR_JOB, make_celery, send
+from emgpose.settings import get_settings
+from emgpose.up import Stack
+
+ENDED = ("succeeded", "failed", "cancelled")
+
+
+@contextlib.contextmanager
+def embedded(work: Path, **env: str) -> Iterator[dict[str, str]]:
+    """This process configured for a fresh SQLite database, broker folder and store under ``work``."""
+    settings = {
+        "DATABASE_URL": f"sqlite:///{work / 'jobs.db'}",
+        "BROKER_DIR": str(work / "broker"),
+        "STORE_URI": (work / "store").as_uri(),
+        "DEVICE": "cpu",
+        **env,
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in settings.items():
+            mp.setenv(key, value)
+        mp.delenv("REDIS_URL", raising=False)
+        get_settings.cache_clear()
+        reset_engines()
+        upgrade()
+        try:
+            yield settings
+        finally:
+            get_settings.cache_clear()
+            reset_engines()
+
+
+def start_worker(work: Path, name: str, log: str | None = None, **env: str) -> subprocess.Popen:
+    """The ``preprocessor`` or ``trainer`` worker, with this process's environment plus ``env``."""
+    with open(work / f"{log or name}.log", "wb") as out:
+        return subprocess.Popen(
+            Stack(work).commands()[name], env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def stop(*procs: subprocess.Popen) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def submit(type_: str, params: Mapping) -> str:
+    with session_scope() as session:
+        job, _ = repo.create_job(session, type_, dict(params))
+        job_id = job.id
+    send(make_celery("test-client"), TASK_FOR_JOB[type_], job_id)
+    return job_id
+
+
+def job_now(job_id: str) -> Job:
+    with session_scope() as session:
+        return repo.get_job(session, job_id)
+
+
+def wait(job_id: str, states: tuple[str, ...] = ENDED, timeout: float = 240) -> Job:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = job_now(job_id)
+        if job.state in states:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {job.state} ({job.stage} {job.progress:.0f}%) after {timeout} s")
+        time.sleep(0.2)
