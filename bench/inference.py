@@ -27,6 +27,7 @@ import httpx
 import numpy as np
 import websockets
 
+from emgpose.client import binary_body
 from emgpose.preprocess.job import run_preprocess
 from emgpose.synth import SynthConfig, write_dataset
 from emgpose.train.boost import BoostConfig
@@ -103,9 +104,7 @@ def main() -> None:
             time.sleep(0.2)
         results = {"baseline: predict() in-process": timed(lambda: predict(bundle, emg), args.requests)}
         body = json.dumps({"emg": emg.tolist(), "sample_rate": rate}).encode()
-        raw = np.ascontiguousarray(emg, dtype="<f4").tobytes()
-        headers = {"Content-Type": "application/octet-stream", "X-EMG-Samples": str(n),
-                   "X-EMG-Channels": str(emg.shape[1]), "X-Sample-Rate": f"{rate:g}"}  # fmt: skip
+        raw, headers = binary_body(emg, rate)
         with httpx.Client(base_url=url, timeout=30) as http:
             results["POST /v1/predict, JSON"] = timed(
                 lambda: http.post("/v1/predict", content=body, headers={"Content-Type": "application/json"})

@@ -21,6 +21,18 @@ from emgpose.errors import EmgPoseError, Unavailable
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
+def binary_body(emg: np.ndarray, sample_rate: float) -> tuple[bytes, dict[str, str]]:
+    """The float32 form of a ``/v1/predict`` request: little-endian samples x channels, shape in headers."""
+    body = np.ascontiguousarray(emg, dtype="<f4").tobytes()
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "X-EMG-Samples": str(emg.shape[0]),
+        "X-EMG-Channels": str(emg.shape[1]),
+        "X-Sample-Rate": repr(float(sample_rate)),
+    }
+    return body, headers
+
+
 class ApiError(EmgPoseError):
     """The gateway answered with an error; ``status`` is its HTTP status."""
 
@@ -93,13 +105,7 @@ class Client:
 
     def predict(self, emg: np.ndarray, sample_rate: float) -> dict[str, Any]:
         """Joint angles for ``emg`` (samples x channels), sent as float32 binary."""
-        body = np.ascontiguousarray(emg, dtype="<f4").tobytes()
-        headers = {
-            "Content-Type": "application/octet-stream",
-            "X-EMG-Samples": str(emg.shape[0]),
-            "X-EMG-Channels": str(emg.shape[1]),
-            "X-Sample-Rate": repr(float(sample_rate)),
-        }
+        body, headers = binary_body(emg, sample_rate)
         return self._call("POST", "/v1/predict", content=body, headers=headers)
 
     def wait_for_model(self, version: str, inference_url: str, timeout_s: float = 60.0) -> None:

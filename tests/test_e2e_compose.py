@@ -25,7 +25,7 @@ import redis
 from compose import service_commands
 from servers import free_port
 
-from emgpose.client import Client
+from emgpose.client import Client, binary_body
 from emgpose.synth import SynthConfig, write_dataset
 from emgpose.train.calibrate import read_recording
 
@@ -139,9 +139,7 @@ def test_upload_preprocess_train_serve_predict_and_swap_without_a_failed_request
 
         def hammer() -> None:
             with httpx.Client(base_url=stack["gateway"], timeout=30) as http:
-                body = np.ascontiguousarray(rec.emg, dtype="<f4").tobytes()
-                headers = {"Content-Type": "application/octet-stream", "X-EMG-Samples": str(len(rec.emg)),
-                           "X-EMG-Channels": str(rec.emg.shape[1]), "X-Sample-Rate": str(rec.sample_rate)}  # fmt: skip
+                body, headers = binary_body(rec.emg, rec.sample_rate)
                 while not stop.is_set():
                     try:
                         r = http.post("/v1/predict", content=body, headers=headers)

@@ -86,22 +86,17 @@ def _plan(run: JobRun, params: PreprocessParams) -> None:
 
 @app.task(name=PREPROCESS_STATS, bind=True, acks_late=True)
 def stats(self: Task, job_id: str, part: int) -> None:
-    if SHUTTING_DOWN.is_set():
-        requeue(self, job_id, part)
-        return
-    run = _running(job_id)
-    if run is None:
-        return
+    _step(self, job_id, lambda run: _stats(run, part), part)
 
-    def work() -> None:
-        plan = _load_plan(job_id)
-        result = parts.stats_part(plan, plan.train_parts()[part], _ticker(run, "statistics"))
-        done, total, share = repo.part_done(job_id, "stats", part, result)
-        run.progress(STATS_SHARE * share, "statistics")
-        if done == total and repo.claim(job_id, "windows"):
-            _begin_windows(run, plan, parts.merge_stats(plan, repo.part_results(job_id, "stats")))
 
-    _guard(self, run, work, part)
+def _stats(run: JobRun, part: int) -> None:
+    job_id = run.job.id
+    plan = _load_plan(job_id)
+    result = parts.stats_part(plan, plan.train_parts()[part], _ticker(run, "statistics"))
+    done, total, share = repo.part_done(job_id, "stats", part, result)
+    run.progress(STATS_SHARE * share, "statistics")
+    if done == total and repo.claim(job_id, "windows"):
+        _begin_windows(run, plan, parts.merge_stats(plan, repo.part_results(job_id, "stats")))
 
 
 def _begin_windows(run: JobRun, plan: parts.Plan, norm: NormStats) -> None:
@@ -117,42 +112,29 @@ def _begin_windows(run: JobRun, plan: parts.Plan, norm: NormStats) -> None:
 
 @app.task(name=PREPROCESS_WINDOWS, bind=True, acks_late=True)
 def windows(self: Task, job_id: str, part: int) -> None:
-    if SHUTTING_DOWN.is_set():
-        requeue(self, job_id, part)
-        return
-    run = _running(job_id)
-    if run is None:
-        return
+    _step(self, job_id, lambda run: _windows(run, part), part)
 
-    def work() -> None:
-        plan = _load_plan(job_id)
-        norm = NormStats.from_dict(repo.part_results(job_id, "merged")[0])
-        record = parts.windows_part(plan, part, norm, _ticker(run, "windows"))
-        done, total, share = repo.part_done(job_id, "windows", part, record)
-        run.progress(STATS_SHARE + WINDOWS_SHARE * share, "windows")
-        if done == total and repo.claim(job_id, "gather"):
-            send(app, PREPROCESS_GATHER, job_id)
 
-    _guard(self, run, work, part)
+def _windows(run: JobRun, part: int) -> None:
+    job_id = run.job.id
+    record = parts.windows_part(_load_plan(job_id), part, _load_stats(job_id), _ticker(run, "windows"))
+    done, total, share = repo.part_done(job_id, "windows", part, record)
+    run.progress(STATS_SHARE + WINDOWS_SHARE * share, "windows")
+    if done == total and repo.claim(job_id, "gather"):
+        send(app, PREPROCESS_GATHER, job_id)
 
 
 @app.task(name=PREPROCESS_GATHER, bind=True, acks_late=True)
 def gather(self: Task, job_id: str) -> None:
-    if SHUTTING_DOWN.is_set():
-        requeue(self, job_id)
-        return
-    run = _running(job_id)
-    if run is None:
-        return
+    _step(self, job_id, _gather)
 
-    def work() -> None:
-        run.progress(STATS_SHARE + WINDOWS_SHARE, "gathering", force=True)
-        plan = _load_plan(job_id)
-        norm = NormStats.from_dict(repo.part_results(job_id, "merged")[0])
-        summary = parts.gather(plan, norm, repo.part_results(job_id, "windows"))
-        repo.finish(job_id, "succeeded", result=_register(run, plan, summary))
 
-    _guard(self, run, work)
+def _gather(run: JobRun) -> None:
+    job_id = run.job.id
+    run.progress(STATS_SHARE + WINDOWS_SHARE, "gathering", force=True)
+    plan = _load_plan(job_id)
+    summary = parts.gather(plan, _load_stats(job_id), repo.part_results(job_id, "windows"))
+    repo.finish(job_id, "succeeded", result=_register(run, plan, summary))
 
 
 def _register(run: JobRun, plan: parts.Plan, summary: dict[str, Any]) -> dict[str, Any]:
@@ -213,6 +195,23 @@ def _running(job_id: str) -> JobRun | None:
 
 def _load_plan(job_id: str) -> parts.Plan:
     return parts.Plan.from_dict(repo.part_results(job_id, "plan")[0])
+
+
+def _load_stats(job_id: str) -> NormStats:
+    """The merged z-score statistics every ``windows`` part and ``gather`` apply."""
+    return NormStats.from_dict(repo.part_results(job_id, "merged")[0])
+
+
+def _step(task: Task, job_id: str, work: Callable[[JobRun], None], *args: Any) -> None:
+    """One fanned-out step (``args`` follow the job id in the task's arguments): handed on untouched by
+    a stopping worker, skipped where the job has ended or was cancelled, otherwise run under
+    :func:`_guard`."""
+    if SHUTTING_DOWN.is_set():  # a stopping worker can still receive a message
+        requeue(task, job_id, *args)
+        return
+    run = _running(job_id)
+    if run is not None:
+        _guard(task, run, lambda: work(run), *args)
 
 
 def _ticker(run: JobRun, stage: str) -> Callable[[int], None]:
