@@ -7,7 +7,10 @@ The model, per session (all of it deterministic for a seed):
 * **Muscle activation** per channel: ``softplus(W_u @ pose + V_u @ velocity + b)``, where ``W``/``V``
   (the "anatomy") are shared by everyone and perturbed per user (``user_variation``), with a per-user
   electrode gain. Stages perturb shared pose synergies (``stage_variation``); as in emg2pose, a new
-  stage is harder to generalise to than a new user (docs/results.md). Optional shapes of the
+  stage is harder to generalise to than a new user (docs/results.md). With ``stage_synergies`` N > 0,
+  every stage instead draws on one basis of N hand synergies (as in Santello et al. 1998, where a few
+  postural synergies span grasps of many kinds) and stages differ only in how much they use each
+  synergy and around which posture, so a new stage's poses stay in the span of the training ones. Optional shapes of the
   drive-to-amplitude curve: ``softplus(s * drive) / s`` (``sharpness`` s: muscles silent outside
   their range), raised to ``recruitment`` (amplitude growing faster than the drive), and a slow
   co-contraction factor ``exp(effort_variation * slow noise)`` on every muscle at once. The defaults
@@ -90,6 +93,7 @@ class SynthConfig:
     recruitment: float = 1.0  # EMG amplitude grows as drive**recruitment (motor-unit recruitment curvature)
     sharpness: float = 1.0  # softplus(s*x)/s: larger values make each muscle silent outside its action range
     effort_variation: float = 0.0  # slow co-contraction: all muscles' drive scaled by exp(k * slow noise)
+    stage_synergies: int = 0  # > 0: all stages share this many pose synergies (weights and centre per stage)
 
     def __post_init__(self) -> None:
         if not 1 <= self.stages <= len(STAGES):
@@ -103,6 +107,8 @@ class SynthConfig:
                 f"recruitment and sharpness must be > 0 and effort_variation >= 0, got {self.recruitment}, "
                 f"{self.sharpness} and {self.effort_variation}"
             )
+        if self.stage_synergies < 0:
+            raise InvalidInput(f"stage_synergies must be >= 0 (0: each stage has its own), got {self.stage_synergies}")
         if self.sessions < 1 or self.channels < 1:
             raise InvalidInput(f"sessions and channels must be at least 1, got {self.sessions} and {self.channels}")
         if self.held_out_users >= self.users or self.held_out_stages >= self.stages:
@@ -135,9 +141,22 @@ class Anatomy:
         self.stage_mix = [mix + k * rng.normal(0, 1.2, (j, LATENTS)) for _ in range(config.stages)]
         self.stage_offset = [offset + k * rng.normal(0, 0.7, j) for _ in range(config.stages)]
         self.stage_hz = rng.uniform(0.4, 1.6, config.stages)
+        self.latents = LATENTS
+        if config.stage_synergies:
+            self._share_synergies(config)
         self.lo, self.hi = np.array([joint_bounds(n) for n in EMG2POSE_JOINTS]).T
         self.seed = config.seed
         self.user_variation = config.user_variation
+
+    def _share_synergies(self, config: SynthConfig) -> None:
+        """One synergy basis for every stage; a stage scales each synergy and moves the posture it swings around."""
+        rng = np.random.default_rng([config.seed, 4])  # a stream of its own: the default anatomy is unchanged
+        n, k = config.stage_synergies, config.stage_variation
+        mix = rng.normal(0, 1.2, (len(EMG2POSE_JOINTS), n)) * math.sqrt(LATENTS / n)
+        offset = rng.normal(0, 0.5, len(EMG2POSE_JOINTS))
+        self.latents = n
+        self.stage_mix = [mix * np.exp(k * rng.normal(0, 1.7, n)) for _ in range(config.stages)]
+        self.stage_offset = [offset + mix @ (k * rng.normal(0, 1.7, n)) for _ in range(config.stages)]
 
     def for_user(self, user: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.seed, 1, user])
@@ -178,7 +197,7 @@ def generate_session(
     fs, c = config.sample_rate, config.channels
     rng = np.random.default_rng([config.seed, 2, user, stage, session])
     w, v, gain = anatomy.for_user(user)
-    latent = _Filter(signal.butter(2, anatomy.stage_hz[stage], fs=fs, output="sos"), LATENTS)
+    latent = _Filter(signal.butter(2, anatomy.stage_hz[stage], fs=fs, output="sos"), anatomy.latents)
     carrier = _Filter(signal.butter(2, [30.0, min(400.0, 0.45 * fs)], "bandpass", fs=fs, output="sos"), c)
     drift = _Filter(signal.butter(1, 0.2, fs=fs, output="sos"), c)
     effort = _Filter(signal.butter(1, 0.3, fs=fs, output="sos"), 1)
@@ -193,7 +212,7 @@ def generate_session(
     for i in range(0, n_total, config.chunk_samples):
         n = min(config.chunk_samples, n_total - i)
         t = (np.arange(i, i + n) / fs)[:, None]
-        z = latent(rng.normal(size=(n, LATENTS)))
+        z = latent(rng.normal(size=(n, anatomy.latents)))
         angles = anatomy.lo + span / (1.0 + np.exp(-(z @ mix.T + offset)))
         history = angles[:1] if previous is None else previous
         velocity = np.diff(np.concatenate([history, angles]), axis=0) * fs / 4.0

@@ -93,3 +93,30 @@ def test_amplitude_shape_options_are_checked():
         SynthConfig(sharpness=0.0)
     with pytest.raises(InvalidInput, match="effort_variation >= 0, got 1.0, 1.0 and -1"):
         SynthConfig(effort_variation=-1)
+
+
+def _pose_logits(angles):
+    lo, hi = np.array([joint_bounds(n) for n in EMG2POSE_JOINTS]).T
+    angles = angles[~(angles == 0).all(axis=1)]  # IK-failure rows
+    u = (angles - lo) / (hi - lo)
+    return np.log(u / (1 - u))
+
+
+@pytest.mark.parametrize("shared", [0, 6])
+def test_shared_stage_synergies_keep_every_stage_in_one_span(shared):
+    logits = np.concatenate([_pose_logits(_session(stage=s, stage_synergies=shared)[2]) for s in range(3)])
+    design = np.c_[logits, np.ones(len(logits))]  # an affine span: stages move the posture within it
+    singular = np.linalg.svd(design, compute_uv=False)
+    rank = int(np.sum(singular > 1e-6 * singular[0]))
+    if shared:
+        assert rank == shared + 1
+    else:  # each stage has its own four synergies
+        assert rank > 4 + 1 + 4
+
+
+def test_shared_stage_synergies_leave_the_default_anatomy_alone():
+    base, other = Anatomy(SynthConfig()), Anatomy(SynthConfig(stage_synergies=6))
+    np.testing.assert_array_equal(base.w, other.w)
+    assert other.latents == 6 and not np.allclose(base.stage_mix[0][:, :4], other.stage_mix[0][:, :4])
+    with pytest.raises(InvalidInput, match="stage_synergies must be >= 0"):
+        SynthConfig(stage_synergies=-1)
