@@ -38,6 +38,10 @@ def test_calibration_publishes_a_new_version_with_the_users_statistics(train_mod
         return np.abs(bundle.booster.inplace_predict(windows.features) - z).mean()
 
     assert err(new) < err(base)
+    # The trees have seen the user's windows too: the recorded range covers the base one and those windows.
+    assert np.all(new.feature_range.low <= base.feature_range.low)
+    assert np.all(new.feature_range.high >= base.feature_range.high)
+    assert np.mean(new.feature_range.outside(windows.features)) <= np.mean(base.feature_range.outside(windows.features))
 
 
 def test_calibration_to_another_name_promoted(train_model, train_synth):

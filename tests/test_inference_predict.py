@@ -159,14 +159,18 @@ def test_health_readiness_and_metrics(served: Served) -> None:
     body = ready.json()
     assert body["ready"] and body["model"] == NAME and body["version"] == served.bundle.version
     assert body["store"]["reachable"] and body["last_reload_error"] is None
-    httpx.post(f"{served.url}/v1/predict", **binary_request(recording(0.25)))
+    usual = httpx.post(f"{served.url}/v1/predict", **binary_request(recording(0.25))).json()
+    assert len(usual["out_of_range"]) == len(usual["degrees"])
+    loud = httpx.post(f"{served.url}/v1/predict", **binary_request(recording(0.25) * 1000)).json()
+    assert all(share > 0.1 for share in loud["out_of_range"])  # a gain far beyond the training range
     httpx.post(f"{served.url}/v1/predict", **_binary(drop="X-Sample-Rate"))
     metrics = httpx.get(f"{served.url}/metrics")
     assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
     values = parse_metrics(metrics.text)
     assert values['emgpose_inference_requests_total{endpoint="/v1/predict",method="POST",status="200"}'] >= 1
     assert values['emgpose_inference_requests_total{endpoint="/v1/predict",method="POST",status="422"}'] >= 1
-    assert values['emgpose_inference_windows_predicted_total{endpoint="v1"}'] >= 2
+    assert values['emgpose_inference_windows_predicted_total{endpoint="v1"}'] >= 4
+    assert values['emgpose_inference_windows_out_of_range_total{endpoint="v1"}'] >= len(loud["out_of_range"])
     count = values['emgpose_inference_prediction_seconds_count{endpoint="v1"}']
     assert count >= 1 and values['emgpose_inference_prediction_seconds_bucket{endpoint="v1",le="+Inf"}'] == count
     assert values[f'emgpose_inference_model_info{{model="{NAME}",version="{served.bundle.version}"}}'] == 1

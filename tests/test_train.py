@@ -131,6 +131,14 @@ def test_registry_versions_promote_rollback_and_refusals(train_model, train_synt
         (lambda meta, model: (meta["feature_names"].pop(), model)[1], "feature_names do not match"),
         (lambda meta, model: model[:-10] + b"          ", "does not match the SHA-256"),
         (lambda meta, model: (meta.pop("stats"), model)[1], "lacks \\['stats'\\]"),
+        (lambda meta, model: (meta["feature_range"]["low"].pop(), model)[1], "feature_range covers 95 and 96"),
+        (
+            lambda meta, model: (
+                meta["feature_range"].update(low=meta["feature_range"]["high"], high=meta["feature_range"]["low"]),
+                model,
+            )[1],
+            "low <= high",
+        ),
     ],
 )
 def test_loading_refuses_a_damaged_bundle(train_model, train_synth, tmp_path, damage, message):

@@ -16,6 +16,7 @@ import anyio.to_thread
 import numpy as np
 from anyio import CapacityLimiter
 
+from emgpose.train.coverage import FLAG_SHARE
 from emgpose.train.predict import Prediction, Predictor, predict
 from emgpose_inference.metrics import Metrics
 from emgpose_inference.schemas import PredictResponse
@@ -51,6 +52,9 @@ class Runner:
     def _record(self, endpoint: str, started: float, result: Prediction) -> None:
         self.metrics.prediction_seconds.observe(time.perf_counter() - started, endpoint=endpoint)
         self.metrics.windows.inc(len(result), endpoint=endpoint)
+        if result.out_of_range is not None:
+            flagged = int(np.sum(result.out_of_range > FLAG_SHARE))
+            self.metrics.windows_out_of_range.inc(flagged, endpoint=endpoint)
 
 
 def prediction_fields(result: Prediction) -> dict[str, Any]:
@@ -66,6 +70,8 @@ def prediction_fields(result: Prediction) -> dict[str, Any]:
         fields.update(joints=result.names, radians=result.values.tolist(), degrees=result.degrees.tolist())
     else:
         fields.update(classes=result.names, probabilities=result.values.tolist(), predicted=result.classes)
+    if result.out_of_range is not None:
+        fields["out_of_range"] = result.out_of_range.round(4).tolist()
     return fields
 
 

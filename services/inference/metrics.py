@@ -154,6 +154,11 @@ class Metrics:
             ("endpoint",),
         )
         self.windows = Counter(f"{prefix}_windows_predicted_total", "Windows predicted.", ("endpoint",))
+        self.windows_out_of_range = Counter(
+            f"{prefix}_windows_out_of_range_total",
+            "Windows with over 10% of their features outside the model's training range (extrapolated answers).",
+            ("endpoint",),
+        )
         self.stream_sessions = Counter(
             f"{prefix}_stream_sessions_total", "WebSocket stream sessions by how they ended.", ("outcome",)
         )

@@ -45,6 +45,7 @@ class PredictResponse(BaseModel):
             "joints": ["THUMB_CMC_FE", "THUMB_CMC_AA"],
             "radians": [[0.31, -0.12], [0.33, -0.10]],
             "degrees": [[17.76, -6.88], [18.91, -5.73]],
+            "out_of_range": [0.0, 0.03],
         },
         {
             "model": "gestures",
@@ -71,6 +72,11 @@ class PredictResponse(BaseModel):
     classes: list[str] | None = Field(None, description="classification: class names, the probability columns")
     probabilities: list[list[float]] | None = Field(None, description="classification: windows x classes")
     predicted: list[str] | None = Field(None, description="classification: the most probable class per window")
+    out_of_range: list[float] | None = Field(
+        None,
+        description="share of each window's features outside the model's training range (0-1); above 0.1 the "
+        "answer is an extrapolation. Absent for models trained before the range was recorded",
+    )
 
 
 class ErrorResponse(BaseModel):

@@ -27,6 +27,7 @@ from emgpose.errors import DataFormatError, InvalidInput, NotFound
 from emgpose.preprocess.config import PreprocessConfig
 from emgpose.preprocess.normalize import NormStats
 from emgpose.store import ObjectStore, open_store
+from emgpose.train.coverage import FeatureRange
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,12 @@ class Bundle:
     def stats(self) -> NormStats:
         return NormStats.from_dict(self.meta["stats"])
 
+    @cached_property
+    def feature_range(self) -> FeatureRange | None:
+        """The training range of each feature (None for bundles written before it was recorded)."""
+        data = self.meta.get("feature_range")
+        return None if data is None else FeatureRange.from_dict(data, len(self.feature_names), self.uri)
+
 
 def validate_meta(meta: dict[str, Any], where: str) -> None:
     """Checks ``bundle.json`` before the booster is trusted; errors say what is wrong."""
@@ -150,6 +157,8 @@ def validate_meta(meta: dict[str, Any], where: str) -> None:
         raise DataFormatError(
             f"{where}: statistics cover {len(stats.filtered_mean)} channels, the bundle says {meta['num_channels']}"
         )
+    if meta.get("feature_range") is not None:
+        FeatureRange.from_dict(meta["feature_range"], len(expected), where)
 
 
 def check_booster(booster: xgb.Booster, meta: dict[str, Any], where: str) -> None:

@@ -28,6 +28,7 @@ from emgpose.preprocess.windows import WindowStream
 from emgpose.store import open_store
 from emgpose.train import boost
 from emgpose.train.bundle import Bundle, check_name, new_version, parse_model_ref
+from emgpose.train.coverage import FeatureRange
 from emgpose.train.evaluate import Task
 
 log = logging.getLogger(__name__)
@@ -215,6 +216,8 @@ def calibrate(
         "learning_rate": learning_rate,
         "statistics": "the user's own" if own_stats else "the base model's",
     }
+    if bundle.feature_range is not None:  # the trees have now seen the user's windows too
+        meta["feature_range"] = bundle.feature_range.union(FeatureRange.fit(windows.features)).to_dict()
     version = new_version()
     meta["version"] = version
     ref.registry.publish(meta, fit.booster, {}, promote=promote)

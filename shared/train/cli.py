@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from emgpose.errors import InvalidInput
@@ -15,6 +16,7 @@ from emgpose.settings import get_settings
 from emgpose.store import as_uri
 from emgpose.train import boost
 from emgpose.train.bundle import parse_model_ref
+from emgpose.train.coverage import FLAG_SHARE
 
 
 def _out(text: str) -> None:
@@ -155,6 +157,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     bundle = ref.registry.load(ref.name, ref.version)
     recording = read_recording(args.file)
     result = predict(bundle, recording.emg, recording.time)
+    if result.out_of_range is not None and len(result):
+        flagged = int(np.sum(result.out_of_range > FLAG_SHARE))
+        if flagged:
+            print(  # noqa: T201
+                f"warning: {flagged} of {len(result)} windows ({flagged / len(result):.0%}) have more than "
+                f"{FLAG_SHARE:.0%} of their features outside the range {bundle.name} {bundle.version} was trained "
+                f"on; answers there are extrapolations (the out_of_range column; `emgpose calibrate` adapts "
+                f"the model to this user)",
+                file=sys.stderr,
+            )
     text = result.to_csv()
     if args.out:
         Path(args.out).write_text(text)
@@ -185,7 +197,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     )
     _out(f"  bundle: {result['uri']}")
     return 0
-
 
 
 def register(sub: argparse._SubParsersAction) -> None:

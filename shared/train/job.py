@@ -25,6 +25,7 @@ import emgpose
 from emgpose.errors import DataFormatError, InvalidInput
 from emgpose.train import boost
 from emgpose.train.bundle import Bundle, Registry, check_name, new_version, parse_model_ref
+from emgpose.train.coverage import FeatureRange, coverage_report
 from emgpose.train.data import PreprocessedDataset, assign_splits, load_preprocessed
 from emgpose.train.evaluate import MODEL, Task, evaluate, fit_baselines, headline, report, write_plots
 
@@ -162,6 +163,8 @@ def run_train(
         windows=split.counts(),
     )
     meta["metrics"] = _metric_digest(evaluation)
+    feature_range = FeatureRange.fit(train.features)
+    meta["feature_range"] = feature_range.to_dict()
     version = meta["version"] = version or new_version()
     rep = report(
         task=task_,
@@ -171,6 +174,7 @@ def run_train(
         evaluation=evaluation,
         training={**meta["training"], "history": fit.history},
     )
+    rep["coverage"] = coverage_report(feature_range, data.table, split)
     progress(0, 1, "publishing")
     with tempfile.TemporaryDirectory(prefix="emgpose-report-") as tmp:
         files = _report_files(tmp, rep, task_, data, split, models, evaluation)
@@ -285,6 +289,8 @@ def run_evaluate(
         split=split,
         evaluation=evaluation,
     )
+    if bundle.feature_range is not None:
+        rep["coverage"] = coverage_report(bundle.feature_range, data.table, split)
     rep["normalisation"] = (
         "the model's statistics" if data.summary["stats"] == bundle.meta["stats"] else "the dataset's own statistics"
     )
@@ -314,4 +320,3 @@ def _check_compatible(bundle: Bundle, data: PreprocessedDataset) -> None:
         problems.append(f"joints {data.joint_names[:3]}..., the model predicts {bundle.joint_names[:3]}...")
     if problems:
         raise DataFormatError(f"{data.uri} does not fit model {bundle.name} {bundle.version}: " + "; ".join(problems))
-

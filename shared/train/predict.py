@@ -30,6 +30,7 @@ class Prediction:
     window_end: np.ndarray  # (n,) int64, sample index counted from the first non-warm-up sample
     t_end: np.ndarray  # (n,) float64 seconds (the input's clock, or window_end / sample_rate)
     values: np.ndarray  # (n, k): angles in radians, or class probabilities
+    out_of_range: np.ndarray | None = None  # (n,) share of each window's features outside the training range
 
     def __len__(self) -> int:
         return int(self.window_end.shape[0])
@@ -46,21 +47,26 @@ class Prediction:
         return [self.names[i] for i in np.argmax(self.values, axis=1)] if len(self) else []
 
     def to_csv(self) -> str:
-        """``window_end,t_end`` then ``<joint>_rad,<joint>_deg`` per joint, or ``p_<class>`` and ``class``."""
+        """``window_end,t_end`` then ``<joint>_rad,<joint>_deg`` per joint, or ``p_<class>`` and ``class``;
+        last ``out_of_range`` where the model records its training range."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
+        extra = ["out_of_range"] if self.out_of_range is not None else []
         if self.task == "regression":
-            writer.writerow(["window_end", "t_end", *(f"{n}_{u}" for n in self.names for u in ("rad", "deg"))])
+            header = ["window_end", "t_end", *(f"{n}_{u}" for n in self.names for u in ("rad", "deg"))]
             deg = self.degrees
-            for i in range(len(self)):
-                pairs = [f"{v:.6g}" for j in range(len(self.names)) for v in (self.values[i, j], deg[i, j])]
-                writer.writerow([int(self.window_end[i]), f"{self.t_end[i]:.6f}", *pairs])
+            rows = (
+                [f"{v:.6g}" for j in range(len(self.names)) for v in (self.values[i, j], deg[i, j])]
+                for i in range(len(self))
+            )
         else:
-            writer.writerow(["window_end", "t_end", *(f"p_{n}" for n in self.names), "class"])
+            header = ["window_end", "t_end", *(f"p_{n}" for n in self.names), "class"]
             classes = self.classes
-            for i in range(len(self)):
-                probs = [f"{p:.6g}" for p in self.values[i]]
-                writer.writerow([int(self.window_end[i]), f"{self.t_end[i]:.6f}", *probs, classes[i]])
+            rows = ([*(f"{p:.6g}" for p in self.values[i]), classes[i]] for i in range(len(self)))
+        writer.writerow([*header, *extra])
+        for i, row in enumerate(rows):
+            tail = [f"{self.out_of_range[i]:.4g}"] if self.out_of_range is not None else []
+            writer.writerow([int(self.window_end[i]), f"{self.t_end[i]:.6f}", *row, *tail])
         return out.getvalue()
 
 
@@ -117,6 +123,9 @@ class Predictor:
             window_end=batch.end_index,
             t_end=batch.end_time,
             values=np.asarray(values, dtype=np.float64),
+            out_of_range=None
+            if self.bundle.feature_range is None
+            else self.bundle.feature_range.outside(batch.features),
         )
 
 
