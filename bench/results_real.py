@@ -70,6 +70,9 @@ def uci(root: Path, out: Path) -> dict:
         import_uci(files, work / "data", test_users=[test_user])
         result, report = _train(work, "knee")
         entry = {"scores": _scores(report, ("mae_deg", "rmse_deg", "r2_mean")), "split": report["split"]}
+        entry["coverage"] = {
+            k: report["coverage"][k]["overall"] for k in ("train", "val", "test") if k in report["coverage"]
+        }
         bundle = Registry(str(work / "store")).load("knee")
         sessions = sorted((work / "data").glob(f"{test_user}*.hdf5"))
         recordings = [read_recording(str(p)) for p in sessions]  # gait, standing, sitting
@@ -105,6 +108,7 @@ def gestures(root: Path, out: Path) -> dict:
     config = PreprocessConfig.from_dict({"bandpass": {"low_hz": 10, "high_hz": 90}, "moving_average": 10})
     _, report = _train(myo, "myo", config)
     results["myo"] = {"scores": _scores(report, ("accuracy", "macro_f1")), "split": report["split"]}
+    results["myo"]["coverage"] = {k: v["overall"] for k, v in report["coverage"].items() if isinstance(v, dict)}
     nina = root / "ninapro"
     import_ninapro(DATA / "ninapro_db1" / "S1_A1_E1.mat", nina / "data")
     config = PreprocessConfig.from_dict({"bandpass": {"enabled": False}, "rectify": False, "moving_average": 5})
@@ -112,6 +116,7 @@ def gestures(root: Path, out: Path) -> dict:
     result = run_train(str(nina / "pre"), str(nina / "store"), "nina", task="classification")
     report = json.loads((nina / "store" / "models" / "nina" / result["version"] / "report.json").read_text())
     results["ninapro"] = {"scores": _scores(report, ("accuracy", "macro_f1")), "split": report["split"]}
+    results["ninapro"]["coverage"] = {k: v["overall"] for k, v in report["coverage"].items() if isinstance(v, dict)}
     for name, store in (("myo", myo / "store"), ("nina", nina / "store")):
         for png in store.rglob("confusion.png"):
             shutil.copy(png, out / f"{name}_confusion.png")

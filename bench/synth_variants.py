@@ -11,7 +11,8 @@ generalization group for XGBoost, ridge and the mean. Then, on the ``default`` d
 * ``tree shapes``: other depths, learning rates and column sampling (does regularisation buy extrapolation?);
 * ``stage seen``: XGBoost and ridge trained with session 0 of the held-out stage added, scored on session 1
   of the seen users: the margin a stage would give once it is no longer new (an upper bound for the
-  held-out stage margin), on ``default`` and on ``shared synergies, sharpness 3, recruitment 2``.
+  held-out stage margin), on ``default`` and on ``shared synergies, sharpness 3, recruitment 2``;
+* ``coverage``: the share of each group's features outside the training range (``emgpose.train.coverage``).
 
 ``--only NAME ...`` reruns some variants and merges them into the existing ``--out`` file.
 """
@@ -31,6 +32,7 @@ from emgpose.preprocess.job import run_preprocess
 from emgpose.synth import SynthConfig, write_dataset
 from emgpose.train.baselines import RidgeRegressor
 from emgpose.train.boost import BoostConfig
+from emgpose.train.coverage import FeatureRange
 from emgpose.train.data import WindowTable, assign_splits, load_preprocessed
 from emgpose.train.job import choose_task, run_train
 
@@ -161,7 +163,15 @@ def pa_concat(a: WindowTable, b: WindowTable) -> WindowTable:
     )  # fmt: skip
 
 
-EXTRAS = ("ridge base margin", "tree shapes", "stage seen")
+EXTRAS = ("ridge base margin", "tree shapes", "stage seen", "coverage")
+
+
+def coverage(pre: Path) -> dict:
+    """How many features of each group's windows fall outside the training range (as the bundle records it)."""
+    split = Split(pre)
+    feature_range = FeatureRange.fit(split.train.features)
+    parts = {"val": split.val, **{g: split.test.take(split.groups == g) for g in np.unique(split.groups)}}
+    return {name: feature_range.summary(t.features) for name, t in parts.items()}
 
 
 def main() -> None:
@@ -200,6 +210,11 @@ def main() -> None:
     if "stage seen" in wanted:
         results["stage_seen"] = {name: stage_seen(pre(name), args.rounds) for name in STAGE_SEEN}
         print("stage seen:", results["stage_seen"], flush=True)
+    if "coverage" in wanted:
+        results["coverage"] = {
+            name: coverage(pre(name)) for name in VARIANTS if name in STAGE_SEEN + ("shared synergies",)
+        }
+        print("coverage:", results["coverage"], flush=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
 
 
