@@ -56,6 +56,7 @@ TREE_SHAPES = {
     "depth 8, min_child_weight 20, 800 rounds": ({"max_depth": 8, "min_child_weight": 20}, 800),
 }
 STAGE_SEEN = ("default", "shared synergies, sharpness 3, recruitment 2")
+EXTRAS = ("ridge base margin", "tree shapes", "stage seen", "coverage")
 
 
 def run_variant(work: Path, overrides: dict, rounds: int) -> dict:
@@ -91,10 +92,13 @@ class Split:
         ok = np.isfinite(true).all(axis=1)
         return round(float(np.mean(np.abs(pred[ok] - true[ok]))), 2)
 
+    def parts(self) -> dict[str, WindowTable]:
+        """Validation and each test group (``user``, ``stage``, ``user_stage``)."""
+        return {"val": self.val, **{g: self.test.take(self.groups == g) for g in np.unique(self.groups)}}
+
     def scores(self, predict) -> dict:  # noqa: ANN001
         """``predict(table) -> scaled targets``, scored on val and on each test group."""
-        parts = {"val": self.val, **{g: self.test.take(self.groups == g) for g in np.unique(self.groups)}}
-        return {name: self.mae(predict(t), t) for name, t in parts.items()}
+        return {name: self.mae(predict(t), t) for name, t in self.parts().items()}
 
     def ridge(self, train=None) -> RidgeRegressor:  # noqa: ANN001
         train = train if train is not None else self.train
@@ -128,7 +132,8 @@ def ridge_base_margin(pre: Path, rounds: int) -> dict:
 
 def tree_shapes(pre: Path) -> dict:
     split = Split(pre)
-    out = {"ridge": split.scores(lambda t: split.ridge().predict(t.features))}
+    ridge = split.ridge()
+    out = {"ridge": split.scores(lambda t: ridge.predict(t.features))}
     for name, (params, rounds) in TREE_SHAPES.items():
         started = time.perf_counter()
         predict, best = split.boost(params, rounds)
@@ -144,7 +149,7 @@ def stage_seen(pre: Path, rounds: int) -> dict:
     first = np.array(["_session0" in s for s in stage.ids["session"].astype(str)])
     seen, scored = stage.take(first), stage.take(~first)
     out = {}
-    for name, train in (("stage new", split.train), ("stage seen", pa_concat(split.train, seen))):
+    for name, train in (("stage new", split.train), ("stage seen", concat_tables(split.train, seen))):
         ridge = split.ridge(train)
         predict, _ = split.boost({}, rounds, train=train)
         out[name] = {
@@ -154,7 +159,7 @@ def stage_seen(pre: Path, rounds: int) -> dict:
     return out
 
 
-def pa_concat(a: WindowTable, b: WindowTable) -> WindowTable:
+def concat_tables(a: WindowTable, b: WindowTable) -> WindowTable:
     both = lambda x, y: None if x is None else np.concatenate([x, y])  # noqa: E731
     return WindowTable(
         features=both(a.features, b.features), y=both(a.y, b.y), label=both(a.label, b.label),
@@ -163,15 +168,11 @@ def pa_concat(a: WindowTable, b: WindowTable) -> WindowTable:
     )  # fmt: skip
 
 
-EXTRAS = ("ridge base margin", "tree shapes", "stage seen", "coverage")
-
-
 def coverage(pre: Path) -> dict:
     """How many features of each group's windows fall outside the training range (as the bundle records it)."""
     split = Split(pre)
     feature_range = FeatureRange.fit(split.train.features)
-    parts = {"val": split.val, **{g: split.test.take(split.groups == g) for g in np.unique(split.groups)}}
-    return {name: feature_range.summary(t.features) for name, t in parts.items()}
+    return {name: feature_range.summary(t.features) for name, t in split.parts().items()}
 
 
 def main() -> None:

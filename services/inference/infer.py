@@ -16,7 +16,7 @@ import anyio.to_thread
 import numpy as np
 from anyio import CapacityLimiter
 
-from emgpose.train.coverage import FLAG_SHARE
+from emgpose.train.coverage import flagged
 from emgpose.train.predict import Prediction, Predictor, predict
 from emgpose_inference.metrics import Metrics
 from emgpose_inference.schemas import PredictResponse
@@ -53,8 +53,7 @@ class Runner:
         self.metrics.prediction_seconds.observe(time.perf_counter() - started, endpoint=endpoint)
         self.metrics.windows.inc(len(result), endpoint=endpoint)
         if result.out_of_range is not None:
-            flagged = int(np.sum(result.out_of_range > FLAG_SHARE))
-            self.metrics.windows_out_of_range.inc(flagged, endpoint=endpoint)
+            self.metrics.windows_out_of_range.inc(flagged(result.out_of_range), endpoint=endpoint)
 
 
 def prediction_fields(result: Prediction) -> dict[str, Any]:

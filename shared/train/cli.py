@@ -8,7 +8,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from emgpose.errors import InvalidInput
@@ -16,7 +15,7 @@ from emgpose.settings import get_settings
 from emgpose.store import as_uri
 from emgpose.train import boost
 from emgpose.train.bundle import parse_model_ref
-from emgpose.train.coverage import FLAG_SHARE
+from emgpose.train.coverage import FLAG_SHARE, flagged
 
 
 def _out(text: str) -> None:
@@ -158,10 +157,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     recording = read_recording(args.file)
     result = predict(bundle, recording.emg, recording.time)
     if result.out_of_range is not None and len(result):
-        flagged = int(np.sum(result.out_of_range > FLAG_SHARE))
-        if flagged:
+        count = flagged(result.out_of_range)
+        if count:
             print(  # noqa: T201
-                f"warning: {flagged} of {len(result)} windows ({flagged / len(result):.0%}) have more than "
+                f"warning: {count} of {len(result)} windows ({count / len(result):.0%}) have more than "
                 f"{FLAG_SHARE:.0%} of their features outside the range {bundle.name} {bundle.version} was trained "
                 f"on; answers there are extrapolations (the out_of_range column; `emgpose calibrate` adapts "
                 f"the model to this user)",
