@@ -47,7 +47,6 @@ def _with_bar(unit: str, desc: str, work: Callable[[_Bar], object]) -> object:
         bar.close()
 
 
-
 def cmd_synth(args: argparse.Namespace) -> int:
     config = SynthConfig(
         users=args.users,

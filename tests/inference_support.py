@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from servers import UvicornThread
 
 from emgpose.settings import Settings
 from emgpose.store import open_store
-from emgpose.train.bundle import META_FILE, MODEL_FILE, Registry
+from emgpose.train.bundle import META_FILE, MODEL_FILE, Bundle, Registry
 from emgpose_inference.main import create_app
 
 NAME = "hand"  # the name train_model publishes under
@@ -85,6 +86,22 @@ def serve(store_uri: str, **settings: Any) -> Iterator[UvicornThread]:
     options = {"store_uri": store_uri, "model_name": NAME, "reload_interval_s": 60.0, **settings}
     with UvicornThread(create_app(Settings(**options))) as server:
         yield server
+
+
+@dataclass
+class Served:
+    url: str
+    ws_url: str
+    bundle: Bundle  # the version being served
+
+
+@contextmanager
+def serve_copy(train_model: tuple[dict, str], folder: Path, **settings: Any) -> Iterator[Served]:
+    """The session's trained model copied into a store under ``folder`` and served from there."""
+    store_uri = (folder / "store").as_uri()
+    copy_model(train_model, store_uri)
+    with serve(store_uri, **settings) as server:
+        yield Served(server.url, server.ws_url, Registry(store_uri).load(NAME))
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:

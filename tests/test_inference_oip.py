@@ -4,29 +4,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import numpy as np
 import pytest
-from inference_support import NAME, copy_model, recording, serve
+from inference_support import NAME, Served, recording, serve_copy
 
-from emgpose.train.bundle import Bundle, Registry
 from emgpose.train.predict import predict
-
-
-@dataclass
-class Served:
-    url: str
-    bundle: Bundle
 
 
 @pytest.fixture(scope="module")
 def served(train_model, tmp_path_factory) -> Iterator[Served]:
-    store_uri = (tmp_path_factory.mktemp("oip") / "store").as_uri()
-    copy_model(train_model, store_uri)
-    with serve(store_uri) as server:
-        yield Served(server.url, Registry(store_uri).load(NAME))
+    with serve_copy(train_model, tmp_path_factory.mktemp("oip")) as server:
+        yield server
 
 
 def infer(served: Served, body: dict, path: str = f"/v2/models/{NAME}/infer") -> httpx.Response:

@@ -6,31 +6,21 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import numpy as np
 import pytest
-from inference_support import NAME, binary_request, copy_model, parse_metrics, recording, serve
+from inference_support import NAME, Served, binary_request, parse_metrics, recording, serve_copy
 
-from emgpose.train.bundle import Bundle, Registry
 from emgpose.train.predict import predict
 
 LIMIT_MB = 2.0
 
 
-@dataclass
-class Served:
-    url: str
-    bundle: Bundle
-
-
 @pytest.fixture(scope="module")
 def served(train_model, tmp_path_factory) -> Iterator[Served]:
-    store_uri = (tmp_path_factory.mktemp("inference") / "store").as_uri()
-    copy_model(train_model, store_uri)
-    with serve(store_uri, max_request_mb=LIMIT_MB) as server:
-        yield Served(server.url, Registry(store_uri).load(NAME))
+    with serve_copy(train_model, tmp_path_factory.mktemp("inference"), max_request_mb=LIMIT_MB) as server:
+        yield server
 
 
 def post_json(served: Served, body: object) -> httpx.Response:

@@ -6,31 +6,19 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import numpy as np
 import pytest
-from inference_support import NAME, binary_request, copy_model, recording, serve
+from inference_support import Served, binary_request, recording, serve_copy
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
-
-from emgpose.train.bundle import Registry
-
-
-@dataclass
-class Served:
-    url: str
-    ws_url: str
-    version: str
 
 
 @pytest.fixture(scope="module")
 def served(train_model, tmp_path_factory) -> Iterator[Served]:
-    store_uri = (tmp_path_factory.mktemp("stream") / "store").as_uri()
-    copy_model(train_model, store_uri)
-    with serve(store_uri) as server:
-        yield Served(server.url, server.ws_url, Registry(store_uri).latest(NAME))
+    with serve_copy(train_model, tmp_path_factory.mktemp("stream")) as server:
+        yield server
 
 
 def receive(ws: ClientConnection) -> dict:
@@ -53,7 +41,7 @@ def test_uneven_chunks_give_the_numbers_of_one_predict(served: Served) -> None:
     pieces = np.array_split(emg, [7, 399, 400, 523, 1234, 1235, 3001])
     with connect(f"{served.ws_url}/v1/stream?sample_rate=2000") as ws:
         ready = receive(ws)
-        assert ready["type"] == "ready" and ready["model_version"] == served.version
+        assert ready["type"] == "ready" and ready["model_version"] == served.bundle.version
         assert (ready["num_channels"], ready["window_length"], ready["window_stride"]) == (16, 400, 100)
         for i, piece in enumerate(pieces):
             if i % 2:
@@ -61,7 +49,7 @@ def test_uneven_chunks_give_the_numbers_of_one_predict(served: Served) -> None:
             else:
                 ws.send(piece.astype("<f4").tobytes())
         messages = collect_windows(ws, len(whole["window_end_s"]))
-    assert all(m["model_version"] == served.version and m["joints"] == whole["joints"] for m in messages)
+    assert all(m["model_version"] == served.bundle.version and m["joints"] == whole["joints"] for m in messages)
     assert len(messages) < len(pieces)  # chunks that complete no window get no answer
     np.testing.assert_allclose(np.concatenate([m["radians"] for m in messages]), whole["radians"], rtol=1e-5)
     np.testing.assert_allclose(np.concatenate([m["degrees"] for m in messages]), whole["degrees"], rtol=1e-5)

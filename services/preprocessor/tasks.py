@@ -31,9 +31,9 @@ from emgpose.jobs.runner import (
     TRANSIENT,
     JobRun,
     WorkerStopping,
+    begin,
     requeue,
     retry_or_fail,
-    worker_name,
 )
 from emgpose.jobs.schemas import TERMINAL, PreprocessParams
 from emgpose.preprocess import parts
@@ -55,14 +55,10 @@ def output_uri(job_id: str) -> str:
 
 @app.task(name=PREPROCESS_START, bind=True, acks_late=True)
 def start(self: Task, job_id: str) -> None:
-    if SHUTTING_DOWN.is_set():  # a stopping worker can still receive a message: pass it on untouched
-        requeue(self, job_id)
+    run = begin(self, job_id)
+    if run is None:
         return
-    job = repo.start(job_id, worker_name())
-    if job is None:
-        return
-    run = JobRun(job)
-    params = PreprocessParams.model_validate(job.params)
+    params = PreprocessParams.model_validate(run.job.params)
     _guard(self, run, lambda: _plan(run, params))
 
 

@@ -197,7 +197,6 @@ def finish(job_id: str, state: str, result: dict[str, Any] | None = None, error:
         _finish(job, state, result, error)
 
 
-
 def add_dataset(**fields: Any) -> str:
     with session_scope() as session:
         dataset = Dataset(**fields)
@@ -260,7 +259,6 @@ def claim(job_id: str, step: str) -> bool:
         return True
     except IntegrityError:
         return False
-
 
 
 def resolve_dataset(session: Session, ref: str, kind: str) -> tuple[str, str | None]:

@@ -129,15 +129,21 @@ def backoff(retries: int) -> float:
     return min(BACKOFF_MAX_S, get_settings().task_retry_backoff_s * 2**retries)
 
 
+def begin(task: Task, job_id: str) -> JobRun | None:
+    """Marks the job running on this worker; None where it is not to run here (a stopping worker hands
+    the message back untouched; an ended or cancelled job is skipped)."""
+    if SHUTTING_DOWN.is_set():  # a stopping worker can still receive a message
+        requeue(task, job_id)
+        return None
+    job = repo.start(job_id, worker_name())
+    return None if job is None else JobRun(job)
+
+
 def run_job(task: Task, job_id: str, work: Callable[[JobRun], dict[str, Any]]) -> None:
     """Starts the job, runs ``work``, records the outcome; retries transient errors (raises ``Retry``)."""
-    if SHUTTING_DOWN.is_set():  # a stopping worker can still receive a message: pass it on untouched
-        requeue(task, job_id)
+    run = begin(task, job_id)
+    if run is None:
         return
-    job = repo.start(job_id, worker_name())
-    if job is None:
-        return
-    run = JobRun(job)
     try:
         result = work(run)
     except Cancelled:
