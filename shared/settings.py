@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     # Services (gateway, workers, inference). Defaults are the embedded local mode of `emgpose up`:
     # SQLite, a local object-store folder and Celery's filesystem transport, no server to install.
     database_url: str = "sqlite:///./runs/emgpose.db"
+    # PostgreSQL: connect and pool-checkout timeout; statements are cut server-side after 10x this; the
+    # gateway answers 503 to a database request that has not answered after DB_TIMEOUT_S + 1 s.
+    db_timeout_s: float = Field(default=3.0, gt=0)
     redis_url: str | None = None  # the Celery broker; None means the filesystem transport below
     broker_dir: str = "./runs/broker"
     model_name: str = "emgpose"  # the model the inference service serves (its `latest` version)
@@ -40,6 +43,15 @@ class Settings(BaseSettings):
     job_time_limit_s: int = Field(default=6 * 3600, gt=0)
     task_max_retries: int = Field(default=5, ge=0)  # retries of a task after a transient store/broker/db error
     task_retry_backoff_s: float = Field(default=2.0, gt=0)  # first retry delay; doubles, capped at 120 s
+    # Heartbeats and the reaper (emgpose.jobs.reaper): a worker refreshes each unit it runs every
+    # HEARTBEAT_S; a unit silent for HEARTBEAT_TIMEOUT_S is sent again from its last checkpoint, at most
+    # REAPER_MAX_REQUEUES times per job, then the job fails naming the lost worker.
+    heartbeat_s: float = Field(default=5.0, gt=0)
+    heartbeat_timeout_s: float = Field(default=30.0, gt=0)
+    reaper_interval_s: float = Field(default=5.0, ge=0)  # 0: this process runs no reaper
+    reaper_max_requeues: int = Field(default=3, ge=0)
+    # Redis redelivers an unacknowledged message after this long (the second line behind the reaper).
+    visibility_timeout_s: int = Field(default=1800, gt=0)
 
     @field_validator("s3_endpoint_url", "redis_url", mode="before")
     @classmethod

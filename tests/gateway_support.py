@@ -31,7 +31,7 @@ from emgpose_gateway.main import create_app
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SMALL = SynthConfig(users=2, stages=2, sessions=1, duration_s=3.0, chunk_samples=4096)
-TABLES = "job_claims, job_parts, model_versions, jobs, datasets"
+TABLES = "job_parts, model_versions, jobs, datasets"
 
 
 @contextmanager

@@ -1,6 +1,6 @@
 """The compose stack without Docker: each service started with exactly the command and environment
-``docker-compose.yml`` gives it (service hostnames mapped to 127.0.0.1), against the real Redis and
-PostgreSQL on this machine and moto's S3 server.
+``docker-compose.yml`` gives it (service hostnames mapped to 127.0.0.1), against a fresh database on the
+real PostgreSQL of this machine, its own Redis (append-only, as in compose) and moto's S3 server.
 
 Upload -> preprocess job -> train job -> poll -> inference hot-loads -> predict returns named angles;
 then a second version is trained and promoted while a client keeps predicting, and not one request fails.
@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 import psycopg
 import pytest
-import redis
+from backends import OwnRedis
 from compose import service_commands
 from servers import free_port
 
@@ -32,7 +32,6 @@ from emgpose.train.calibrate import read_recording
 pytestmark = pytest.mark.slow
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-REDIS_DB = 11  # the stack's broker database on the shared Redis; flushed before use
 BIN = str(Path(sys.executable).parent)  # uvicorn, celery and emgpose of this environment
 
 
@@ -50,18 +49,26 @@ def database() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def stack(database: str, s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnRedis]:
+    """The stack's own Redis, with the append-only file as compose runs it (never the shared server)."""
+    with OwnRedis(tmp_path_factory.mktemp("e2e-redis")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def stack(
+    database: str, broker: OwnRedis, s3_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
     import boto3
 
     boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket="emgpose")
-    redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
     logs = tmp_path_factory.mktemp("e2e-logs")
     gateway_port, inference_port = free_port(), free_port()
     moto = s3_server.removeprefix("http://")
     commands = service_commands(
         {"POSTGRES_USER": "postgres", "POSTGRES_PASSWORD": "unused", "POSTGRES_DB": database,
          "RELOAD_INTERVAL_S": "0.5", "MODEL_NAME": "hand", "DEVICE": "auto"},
-        hosts={"postgres:5432": "127.0.0.1:5432", "redis:6379/0": f"127.0.0.1:6379/{REDIS_DB}",
+        hosts={"postgres:5432": "127.0.0.1:5432", "redis:6379/0": broker.url.removeprefix("redis://"),
                "minio:9000": moto, "inference:8001": f"127.0.0.1:{inference_port}"},
     )  # fmt: skip
     assert set(commands) == {"migrate", "gateway", "inference", "preprocessor", "trainer"}

@@ -17,7 +17,7 @@ from worker_support import embedded, start_worker, stop, submit, wait
 
 from emgpose.db.engine import session_scope
 from emgpose.db.models import Dataset, ModelVersion
-from emgpose.jobs import repo
+from emgpose.jobs import repo, units
 from emgpose.jobs.celery_app import PREPROCESS_GATHER, TASK_FOR_JOB, make_celery, send
 from emgpose.preprocess.config import PreprocessConfig
 from emgpose.preprocess.job import run_preprocess
@@ -54,7 +54,7 @@ def test_preprocess_job_fans_out_and_equals_the_single_process_job(stack_env, ra
     assert job.progress == 100.0
     out = job.result["uri"]
     with session_scope() as session:
-        parts = repo.part_results(job_id, "windows")
+        parts = units.results(job_id, "windows")
         assert len(parts) == 12  # one task per session
         produced = session.get(Dataset, job.result["dataset_id"])
         assert produced.kind == "preprocessed" and produced.parent_id == dataset_id and produced.uri == out

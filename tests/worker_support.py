@@ -10,24 +10,49 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from backends import OwnPostgres, OwnRedis
 
 from emgpose.db.engine import reset_engines, session_scope
 from emgpose.db.migrate import upgrade
 from emgpose.db.models import Job
-from emgpose.jobs import repo
+from emgpose.jobs import repo, units
 from emgpose.jobs.celery_app import TASK_FOR_JOB, make_celery, send
+from emgpose.jobs.reaper import Reaper
 from emgpose.settings import get_settings
 from emgpose.up import Stack
 
 ENDED = ("succeeded", "failed", "cancelled")
+# Heartbeats, reaper and retries fast enough for fault tests (the defaults are 5 s, 30 s, 5 s, 2 s).
+FAST = {
+    "HEARTBEAT_S": "0.5",
+    "HEARTBEAT_TIMEOUT_S": "4",
+    "REAPER_INTERVAL_S": "0.5",
+    "TASK_RETRY_BACKOFF_S": "0.5",
+    "TASK_MAX_RETRIES": "8",
+    "JOB_TIME_LIMIT_S": "600",
+}
+
+
+@dataclass
+class Cluster:
+    work: Path
+    backend: str
+    postgres: OwnPostgres | None = None
+    redis: OwnRedis | None = None
+
+    @property
+    def store(self) -> str:
+        return (self.work / "store").as_uri()
 
 
 @contextlib.contextmanager
 def embedded(work: Path, **env: str) -> Iterator[dict[str, str]]:
-    """This process configured for a fresh SQLite database, broker folder and store under ``work``."""
+    """This process configured for a fresh SQLite database, broker folder and store under ``work``
+    (``env`` overrides: ``DATABASE_URL`` and ``REDIS_URL`` for servers instead), migrated."""
     settings = {
         "DATABASE_URL": f"sqlite:///{work / 'jobs.db'}",
         "BROKER_DIR": str(work / "broker"),
@@ -38,7 +63,8 @@ def embedded(work: Path, **env: str) -> Iterator[dict[str, str]]:
     with pytest.MonkeyPatch.context() as mp:
         for key, value in settings.items():
             mp.setenv(key, value)
-        mp.delenv("REDIS_URL", raising=False)
+        if "REDIS_URL" not in env:
+            mp.delenv("REDIS_URL", raising=False)
         get_settings.cache_clear()
         reset_engines()
         upgrade()
@@ -72,6 +98,7 @@ def stop(*procs: subprocess.Popen) -> None:
 def submit(type_: str, params: Mapping) -> str:
     with session_scope() as session:
         job, _ = repo.create_job(session, type_, dict(params))
+        units.add_entry(session, job)
         job_id = job.id
     send(make_celery("test-client"), TASK_FOR_JOB[type_], job_id)
     return job_id
@@ -91,3 +118,20 @@ def wait(job_id: str, states: tuple[str, ...] = ENDED, timeout: float = 240) -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} still {job.state} ({job.stage} {job.progress:.0f}%) after {timeout} s")
         time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def servers(work: Path, appendonly: bool = True, **env: str) -> Iterator[Cluster]:
+    """Its own PostgreSQL and Redis (append-only file as in compose, or not), migrated, reaper running."""
+    with OwnPostgres(work / "pg") as postgres, OwnRedis(work / "redis", appendonly=appendonly) as redis_server:
+        with embedded(work, DATABASE_URL=postgres.url, REDIS_URL=redis_server.url, **{**FAST, **env}), reaping():
+            yield Cluster(work, "servers", postgres, redis_server)
+
+
+@contextlib.contextmanager
+def reaping() -> Iterator[None]:
+    reaper = Reaper(make_celery("test-reaper"), get_settings()).start()
+    try:
+        yield
+    finally:
+        reaper.stop()

@@ -17,6 +17,7 @@ import httpx
 from celery import Celery
 from fastapi import Depends
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import HTTPConnection
 
@@ -24,6 +25,7 @@ from emgpose.errors import Unavailable
 from emgpose.settings import Settings
 from emgpose.store import ObjectStore
 from emgpose.train.bundle import Registry
+from emgpose_gateway.deadline import mark_database_use
 
 
 def redact(url: str) -> str:
@@ -55,15 +57,18 @@ async def get_sessions(conn: HTTPConnection) -> sessionmaker[Session]:
 SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
 
 
-def get_session(sessions: SessionsDep, settings: SettingsDep) -> Iterator[Session]:
+def get_session(conn: HTTPConnection, sessions: SessionsDep, settings: SettingsDep) -> Iterator[Session]:
     """A session for one request; routes commit explicitly (a job row before its task is sent).
 
-    A lost database connection becomes :class:`~emgpose.errors.Unavailable` (503) naming the database.
+    A lost database connection, or no free pooled connection within ``DB_TIMEOUT_S``, becomes
+    :class:`~emgpose.errors.Unavailable` (503) naming the database; opening the session starts the
+    request's deadline (:mod:`emgpose_gateway.deadline`) for a database that does not answer at all.
     """
+    mark_database_use(conn.scope)
     with sessions() as session:
         try:
             yield session
-        except (OperationalError, InterfaceError) as exc:
+        except (OperationalError, InterfaceError, PoolTimeout) as exc:
             raise database_unavailable(settings, exc) from exc
 
 

@@ -2,9 +2,10 @@
 
 Importing this module does no I/O: :func:`create_app` only reads settings. The lifespan opens what lives
 as long as the process (STYLE.md, habit 11): the database engine and session factory, the Celery app
-(the gateway only sends tasks), a pooled ``httpx.AsyncClient`` for the inference service, and the
-object store with its model registry. The schema comes from the migrations (``emgpose db upgrade``,
-the compose ``migrate`` step), never from this process.
+(the gateway only sends tasks), a pooled ``httpx.AsyncClient`` for the inference service, the
+object store with its model registry, and the job reaper's thread (:mod:`emgpose.jobs.reaper`). The
+schema comes from the migrations (``emgpose db upgrade``, the compose ``migrate`` step), never from
+this process.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 import httpx
 from celery import Celery
 from fastapi import FastAPI, Request
@@ -24,15 +26,19 @@ import emgpose
 from emgpose.db.engine import get_engine
 from emgpose.errors import EmgPoseError
 from emgpose.jobs.celery_app import make_celery
+from emgpose.jobs.reaper import Reaper
 from emgpose.logs import setup_logging
 from emgpose.settings import Settings, get_settings
 from emgpose.store import open_store
 from emgpose.train.bundle import Registry
+from emgpose_gateway.deadline import DatabaseDeadline
+from emgpose_gateway.deps import redact
 from emgpose_gateway.routes import datasets, health, jobs, models, predict
 
 log = logging.getLogger(__name__)
 
 BROKER_TIMEOUT_S = 3.0  # connecting to or writing to Redis; a send retries twice more, then the job fails
+DEADLINE_MARGIN_S = 1.0  # a database request is answered 503 after DB_TIMEOUT_S + this (deadline.py)
 
 DESCRIPTION = """\
 REST entry point of emgpose: upload or register datasets, submit, poll and cancel preprocess, train and
@@ -78,6 +84,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
     celery = gateway_celery(settings)
     store = open_store(settings.store_uri, settings)
     inference = inference_client(settings)
+    reaper = Reaper(celery, settings).start()  # sends again what dead workers and lost messages left
     log.info("gateway up: store %s, broker %s, inference %s", store.uri, settings.broker_url, settings.inference_url)
     try:
         yield {
@@ -89,6 +96,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
             "inference": inference,
         }
     finally:
+        await anyio.to_thread.run_sync(reaper.stop)
         await inference.aclose()
         celery.close()
 
@@ -118,6 +126,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.add_exception_handler(EmgPoseError, project_error)
     app.add_exception_handler(Exception, unexpected_error)
+    deadline_s = settings.db_timeout_s + DEADLINE_MARGIN_S
+    app.add_middleware(DatabaseDeadline, deadline_s=deadline_s, database=redact(settings.database_url))
     for module in (datasets, jobs, models, predict, health):
         app.include_router(module.router)
     return app

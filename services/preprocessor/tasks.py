@@ -1,11 +1,13 @@
 """Preprocess tasks: a job fans out one task per session and gathers them.
 
-``start`` plans the job (validating the whole dataset) and sends one ``stats`` task per training session;
-the last to finish merges the statistics and sends one ``windows`` task per session; the last of those
-sends ``gather``, which writes the master table and summary and registers the preprocessed dataset.
-"Last" is decided in the database (:func:`emgpose.jobs.repo.claim`), so no result backend or chord is
-needed and more workers on more machines share the sessions. Every step writes deterministic keys
-under ``.staging/<job id>/``: a redelivered task redoes its part harmlessly.
+Each task runs one unit of the job (:mod:`emgpose.jobs.units`): ``start`` plans it (validating the whole
+dataset), then one ``stats`` unit per training session, one ``merge`` that combines their statistics,
+one ``windows`` unit per session and ``gather``, which writes the master table and summary and registers
+the preprocessed dataset. The last unit of a phase is decided by one atomic ``UPDATE ... RETURNING`` in
+:func:`~emgpose.jobs.units.complete`, which creates the next phase's units in the same transaction, so
+more workers on more machines share the sessions and no fan-in is ever missed or made twice. Every step
+writes deterministic keys under ``.staging/<job id>/``: a unit that runs again (sent again by the
+reaper after its worker died) redoes its part harmlessly.
 """
 
 from __future__ import annotations
@@ -17,35 +19,27 @@ from typing import Any
 from celery import Task
 
 from emgpose.db.engine import session_scope
-from emgpose.db.models import Job
 from emgpose.jobs import repo
 from emgpose.jobs.celery_app import (
     PREPROCESS_GATHER,
+    PREPROCESS_MERGE,
     PREPROCESS_START,
     PREPROCESS_STATS,
     PREPROCESS_WINDOWS,
     send,
 )
-from emgpose.jobs.runner import (
-    SHUTTING_DOWN,
-    TRANSIENT,
-    JobRun,
-    WorkerStopping,
-    begin,
-    requeue,
-    retry_or_fail,
-)
-from emgpose.jobs.schemas import TERMINAL, PreprocessParams
+from emgpose.jobs.runner import JobRun, run_unit
+from emgpose.jobs.schemas import PreprocessParams
+from emgpose.jobs.units import Completion, Finish, Phase, Unit, complete, results
 from emgpose.preprocess import parts
 from emgpose.preprocess.normalize import NormStats
 from emgpose.settings import get_settings
-from emgpose.train.boost import Cancelled
 from emgpose_preprocessor.worker import app
 
 log = logging.getLogger(__name__)
 
-# Shares of the progress bar: statistics pass, windows pass, gather.
-STATS_SHARE, WINDOWS_SHARE = 30.0, 65.0
+# Where each phase sits on the progress bar (percent): plan, statistics, merge, windows, gather.
+PLAN_END, STATS_END, WINDOWS_END = 1.0, 30.0, 95.0
 
 
 def output_uri(job_id: str) -> str:
@@ -53,84 +47,88 @@ def output_uri(job_id: str) -> str:
     return f"{get_settings().store_uri.rstrip('/')}/preprocessed/{job_id}"
 
 
+def _run(task: Task, unit: Unit, work: Callable[[JobRun], None]) -> None:
+    run_unit(task, unit, work, on_end=_discard)
+
+
+def _send(done: Completion) -> None:
+    """Sends the units a completion created (after its commit; a lost send is resent by the reaper)."""
+    for unit in done.created:
+        name, args = unit.task(done.job_type)
+        send(app, name, *args)
+
+
 @app.task(name=PREPROCESS_START, bind=True, acks_late=True)
 def start(self: Task, job_id: str) -> None:
-    run = begin(self, job_id)
-    if run is None:
-        return
-    params = PreprocessParams.model_validate(run.job.params)
-    _guard(self, run, lambda: _plan(run, params))
+    _run(self, Unit(job_id, "plan"), _plan)
 
 
-def _plan(run: JobRun, params: PreprocessParams) -> None:
+def _plan(run: JobRun) -> None:
     job_id = run.job.id
+    params = PreprocessParams.model_validate(run.job.params)
     run.progress(0.0, "planning", force=True)
     with session_scope() as session:
         data_uri, _ = repo.resolve_dataset(session, params.dataset, "raw")
     plan = parts.plan(data_uri, output_uri(job_id), f".staging/{job_id}", params.config)
-    repo.set_parts(job_id, "plan", [1])
-    repo.part_done(job_id, "plan", 0, plan.to_dict())
     train = plan.train_parts()
-    if not train:
-        _begin_windows(run, plan, parts.merge_stats(plan, []))
-        return
-    repo.set_parts(job_id, "stats", [plan.sessions[i]["samples"] for i in train])
-    run.progress(1.0, "statistics", force=True)
-    for part in range(len(train)):
-        send(app, PREPROCESS_STATS, job_id, part)
+    after = Phase("stats", [plan.sessions[i]["samples"] for i in train]) if train else Phase("merge")
+    done = complete(run.unit, plan.to_dict(), after)
+    repo.report(job_id, PLAN_END, "statistics" if train else "merging")
+    _send(done)
 
 
 @app.task(name=PREPROCESS_STATS, bind=True, acks_late=True)
 def stats(self: Task, job_id: str, part: int) -> None:
-    _step(self, job_id, lambda run: _stats(run, part), part)
+    _run(self, Unit(job_id, "stats", part), _stats)
 
 
-def _stats(run: JobRun, part: int) -> None:
-    job_id = run.job.id
-    plan = _load_plan(job_id)
-    result = parts.stats_part(plan, plan.train_parts()[part], _ticker(run, "statistics"))
-    done, total, share = repo.part_done(job_id, "stats", part, result)
-    run.progress(STATS_SHARE * share, "statistics")
-    if done == total and repo.claim(job_id, "windows"):
-        _begin_windows(run, plan, parts.merge_stats(plan, repo.part_results(job_id, "stats")))
+def _stats(run: JobRun) -> None:
+    plan = _load_plan(run.job.id)
+    result = parts.stats_part(plan, plan.train_parts()[run.unit.part], _ticker(run, "statistics"))
+    done = complete(run.unit, result, Phase("merge"))
+    repo.report(run.job.id, PLAN_END + (STATS_END - PLAN_END) * done.share, "statistics")
+    _send(done)
 
 
-def _begin_windows(run: JobRun, plan: parts.Plan, norm: NormStats) -> None:
-    job_id = run.job.id
-    repo.set_parts(job_id, "merged", [1])
-    repo.part_done(job_id, "merged", 0, norm.to_dict())
-    repo.set_parts(job_id, "windows", [s["samples"] for s in plan.sessions])
-    repo.report(job_id, STATS_SHARE, "windows")  # no cancel/shutdown check here: the claim is spent
-    run.percent = STATS_SHARE
-    for part in range(len(plan.sessions)):
-        send(app, PREPROCESS_WINDOWS, job_id, part)
+@app.task(name=PREPROCESS_MERGE, bind=True, acks_late=True)
+def merge(self: Task, job_id: str) -> None:
+    _run(self, Unit(job_id, "merge"), _merge)
+
+
+def _merge(run: JobRun) -> None:
+    plan = _load_plan(run.job.id)
+    statistics = results(run.job.id, "stats") if plan.train_parts() else []
+    norm = parts.merge_stats(plan, statistics)
+    done = complete(run.unit, norm.to_dict(), Phase("windows", [s["samples"] for s in plan.sessions]))
+    repo.report(run.job.id, STATS_END, "windows")
+    _send(done)
 
 
 @app.task(name=PREPROCESS_WINDOWS, bind=True, acks_late=True)
 def windows(self: Task, job_id: str, part: int) -> None:
-    _step(self, job_id, lambda run: _windows(run, part), part)
+    _run(self, Unit(job_id, "windows", part), _windows)
 
 
-def _windows(run: JobRun, part: int) -> None:
+def _windows(run: JobRun) -> None:
     job_id = run.job.id
-    record = parts.windows_part(_load_plan(job_id), part, _load_stats(job_id), _ticker(run, "windows"))
-    done, total, share = repo.part_done(job_id, "windows", part, record)
-    run.progress(STATS_SHARE + WINDOWS_SHARE * share, "windows")
-    if done == total and repo.claim(job_id, "gather"):
-        send(app, PREPROCESS_GATHER, job_id)
+    record = parts.windows_part(_load_plan(job_id), run.unit.part, _load_stats(job_id), _ticker(run, "windows"))
+    done = complete(run.unit, record, Phase("gather"))
+    repo.report(job_id, STATS_END + (WINDOWS_END - STATS_END) * done.share, "windows")
+    _send(done)
 
 
 @app.task(name=PREPROCESS_GATHER, bind=True, acks_late=True)
 def gather(self: Task, job_id: str) -> None:
-    _step(self, job_id, _gather)
+    _run(self, Unit(job_id, "gather"), _gather)
 
 
 def _gather(run: JobRun) -> None:
     job_id = run.job.id
-    run.progress(STATS_SHARE + WINDOWS_SHARE, "gathering", force=True)
+    run.progress(WINDOWS_END, "gathering", force=True)
     plan = _load_plan(job_id)
-    summary = parts.gather(plan, _load_stats(job_id), repo.part_results(job_id, "windows"))
-    repo.finish(job_id, "succeeded", result=_register(run, plan, summary))
+    summary = parts.gather(plan, _load_stats(job_id), results(job_id, "windows"))
+    complete(run.unit, {}, Finish(_register(run, plan, summary)))
+    log.info("preprocess job %s succeeded", job_id)
 
 
 def _register(run: JobRun, plan: parts.Plan, summary: dict[str, Any]) -> dict[str, Any]:
@@ -175,39 +173,13 @@ def _register(run: JobRun, plan: parts.Plan, summary: dict[str, Any]) -> dict[st
 # --- helpers ------------------------------------------------------------------------------------------
 
 
-def _running(job_id: str) -> JobRun | None:
-    """The job of a part task, or None where it has ended or been cancelled (the part is then skipped)."""
-    with session_scope() as session:
-        job = session.get(Job, job_id)
-        if job is None or job.state in TERMINAL:
-            return None
-        if job.cancel_requested:
-            session.expunge(job)
-            _end(job_id, "cancelled")
-            return None
-        session.expunge(job)
-    return JobRun(job)
-
-
 def _load_plan(job_id: str) -> parts.Plan:
-    return parts.Plan.from_dict(repo.part_results(job_id, "plan")[0])
+    return parts.Plan.from_dict(results(job_id, "plan")[0])
 
 
 def _load_stats(job_id: str) -> NormStats:
     """The merged z-score statistics every ``windows`` part and ``gather`` apply."""
-    return NormStats.from_dict(repo.part_results(job_id, "merged")[0])
-
-
-def _step(task: Task, job_id: str, work: Callable[[JobRun], None], *args: Any) -> None:
-    """One fanned-out step (``args`` follow the job id in the task's arguments): handed on untouched by
-    a stopping worker, skipped where the job has ended or was cancelled, otherwise run under
-    :func:`_guard`."""
-    if SHUTTING_DOWN.is_set():  # a stopping worker can still receive a message
-        requeue(task, job_id, *args)
-        return
-    run = _running(job_id)
-    if run is not None:
-        _guard(task, run, lambda: work(run), *args)
+    return NormStats.from_dict(results(job_id, "merge")[0])
 
 
 def _ticker(run: JobRun, stage: str) -> Callable[[int], None]:
@@ -219,34 +191,8 @@ def _ticker(run: JobRun, stage: str) -> Callable[[int], None]:
     return tick
 
 
-def _guard(task: Task, run: JobRun, work: Callable[[], None], *args: Any) -> None:
-    """Runs one step; cancellation, transient errors (retried) and failures end the job the same way.
-
-    A worker that starts shutting down hands the step (``args`` after the job id) back to the queue.
-    """
-    job_id = run.job.id
-    try:
-        work()
-    except WorkerStopping:
-        requeue(task, job_id, *args)
-    except Cancelled:
-        _end(job_id, "cancelled")
-    except TRANSIENT as exc:
-        retry_or_fail(task, job_id, exc)
-    except Exception as exc:
-        log.exception("preprocess job %s failed", job_id)
-        _end(job_id, "failed", exc)
-
-
-def _end(job_id: str, state: str, error: BaseException | None = None) -> None:
-    repo.finish(job_id, state, error=error)
-    try:
-        _discard(job_id)
-    except Exception:  # cleaning staged objects is best effort; the promoted outputs are untouched
-        log.warning("job %s: could not remove its staged objects", job_id, exc_info=True)
-
-
 def _discard(job_id: str) -> None:
+    """Removes a failed or cancelled job's staged objects (the promoted outputs are untouched)."""
     try:
         plan = _load_plan(job_id)
     except Exception:

@@ -1,8 +1,10 @@
 """Train and evaluate tasks: take a job id, run :mod:`emgpose.train.job`, record progress and links.
 
-The model version is derived from the job (its creation time and id), so a redelivered task finds the
-version it already published instead of publishing a second one; boosting checkpoints every 25 rounds
-under ``jobs/<id>/checkpoint.json`` and a re-run continues from there.
+A job is one unit (``run``), leased by one worker at a time and finished in the same transaction that
+marks the unit done. The model version is derived from the job (its creation time and id), so a task
+sent again (by the reaper after a worker died, or by the broker) finds the version it already published
+instead of publishing a second one; boosting checkpoints every 25 rounds under
+``jobs/<id>/checkpoint.json`` and a re-run continues from there.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from emgpose.db.engine import session_scope
 from emgpose.devices import resolve_device
 from emgpose.jobs import repo
 from emgpose.jobs.celery_app import EVALUATE, TRAIN
-from emgpose.jobs.runner import JobRun, run_job
+from emgpose.jobs.runner import JobRun, run_unit
 from emgpose.jobs.schemas import EvaluateParams, TrainParams
+from emgpose.jobs.units import Finish, Unit, complete
 from emgpose.settings import get_settings
 from emgpose.train.job import run_evaluate, run_train
 from emgpose_trainer.worker import app
@@ -41,7 +44,13 @@ def job_version(run: JobRun) -> str:
 
 @app.task(name=TRAIN, bind=True, acks_late=True)
 def train(self: Task, job_id: str) -> None:
-    run_job(self, job_id, _train)
+    run_unit(self, Unit(job_id, "run"), lambda run: _finish(run, _train(run)))
+
+
+def _finish(run: JobRun, result: dict[str, Any]) -> None:
+    """Marks the unit done and the job succeeded, in one transaction."""
+    complete(run.unit, {}, Finish(result))
+    log.info("job %s succeeded", run.job.id)
 
 
 def _train(run: JobRun) -> dict[str, Any]:
@@ -89,7 +98,7 @@ def _train(run: JobRun) -> dict[str, Any]:
 
 @app.task(name=EVALUATE, bind=True, acks_late=True)
 def evaluate(self: Task, job_id: str) -> None:
-    run_job(self, job_id, _evaluate)
+    run_unit(self, Unit(job_id, "run"), lambda run: _finish(run, _evaluate(run)))
 
 
 def _evaluate(run: JobRun) -> dict[str, Any]:

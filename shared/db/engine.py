@@ -2,13 +2,22 @@
 
 SQLite gets WAL mode, a busy timeout and foreign keys so that the gateway and the workers (separate
 processes) can share one file; a relative SQLite path is made absolute and its folder created.
+
+PostgreSQL gets bounds from ``DB_TIMEOUT_S`` so that a server that is down or hung costs seconds, not
+minutes: libpq's ``connect_timeout`` (whole seconds; libpq treats anything under 2 as 2), the same wait
+for a free pooled connection (``pool_timeout``), TCP keepalives that find a dead peer, and a server-side
+``statement_timeout`` of ``STATEMENT_TIMEOUT_FACTOR`` times it (30 s by default) that ends a statement
+stuck on a lock without cutting the workers' legitimately slower ones (it bounds each statement, not a
+transaction). None of these covers a server that accepts TCP and never answers on an open connection
+(a frozen process); the gateway bounds its requests for that (``emgpose_gateway.deadline``).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,6 +30,7 @@ from emgpose.errors import InvalidInput
 from emgpose.settings import get_settings
 
 ACCEPTED = "postgresql+psycopg://user:password@host:5432/db or sqlite:///path/to/file.db"
+STATEMENT_TIMEOUT_FACTOR = 10  # statement_timeout = this x DB_TIMEOUT_S
 
 
 def normalize_url(url: str) -> str:
@@ -49,6 +59,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def postgres_connect_args(timeout_s: float, query: Mapping[str, Any]) -> dict[str, Any]:
+    """libpq parameters bounding connects, statements and dead peers; ones set in the URL's query win."""
+    args: dict[str, Any] = {
+        "connect_timeout": max(1, math.ceil(timeout_s)),
+        "options": f"-c statement_timeout={round(timeout_s * STATEMENT_TIMEOUT_FACTOR * 1000)}",
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+    }
+    return {key: value for key, value in args.items() if key not in query}
+
+
 @functools.lru_cache(maxsize=8)
 def get_engine(url: str | None = None) -> Engine:
     """One pooled engine per URL per process (default: the settings' ``DATABASE_URL``)."""
@@ -57,8 +80,14 @@ def get_engine(url: str | None = None) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
+        timeout = get_settings().db_timeout_s
         engine = create_engine(
-            url, pool_pre_ping=True, pool_size=5, max_overflow=10, connect_args={"connect_timeout": 10}
+            url,
+            pool_pre_ping=True,
+            pool_size=5,
+            max_overflow=10,
+            pool_timeout=timeout,
+            connect_args=postgres_connect_args(timeout, make_url(url).query),
         )
     _engines.append(engine)
     return engine

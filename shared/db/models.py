@@ -86,9 +86,12 @@ class Job(Base):
     request_digest: Mapped[str | None] = mapped_column(String(64), default=None)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     parts_total: Mapped[int] = mapped_column(Integer, default=0)
+    parts_done: Mapped[int] = mapped_column(Integer, default=0)  # of the current phase: one UPDATE per part
     phase: Mapped[str] = mapped_column(String(20), default="")  # fan-out phase the parts belong to
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    requeues: Mapped[int] = mapped_column(Integer, default=0)  # units the reaper sent again
     worker: Mapped[str | None] = mapped_column(String(200), default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)  # newest heartbeat of any unit
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -96,16 +99,26 @@ class Job(Base):
 
 
 class JobPart(Base):
-    """One unit of a fanned-out job (a session of a preprocess job); the last one done claims the next step."""
+    """One unit of work of a job, run by one task: a preprocess job's plan, statistics part, merge,
+    windows part or gather; a train or evaluate job's run.
+
+    A worker leases a unit (``state`` running, ``worker``) and refreshes ``heartbeat_at`` while it works;
+    the reaper sends a unit whose heartbeat is too old again. ``due_at`` is when a queued unit's message
+    was (or will be, for a retry with a countdown) sent.
+    """
 
     __tablename__ = "job_parts"
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     phase: Mapped[str] = mapped_column(String(20), primary_key=True)
     part: Mapped[int] = mapped_column(Integer, primary_key=True)
-    done: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(10), default="queued", index=True)  # queued | running | done
     weight: Mapped[int] = mapped_column(BigInteger, default=1)  # samples, for progress
     result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    worker: Mapped[str | None] = mapped_column(String(200), default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    due_at: Mapped[datetime | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ModelVersion(Base):
@@ -121,13 +134,3 @@ class ModelVersion(Base):
     job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"), default=None)
     dataset_uri: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class Claim(Base):
-    """A one-time step of a job (``gather``, ``windows``): the first to insert the row runs it."""
-
-    __tablename__ = "job_claims"
-
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
-    step: Mapped[str] = mapped_column(String(40), primary_key=True)
-    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)

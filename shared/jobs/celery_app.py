@@ -4,8 +4,10 @@ The gateway only *sends* tasks by name (it never imports worker code); each work
 task module. Queues are explicit (``task_create_missing_queues=False``): a task routed to a queue no one
 declared is an error, not a silently created queue. Tasks are acknowledged after they run
 (``acks_late``) and a worker takes one at a time (prefetch 1), which is safe because every task writes
-to deterministic keys. The broker is Redis (``REDIS_URL``) or, in the embedded local mode, Celery's
-filesystem transport in ``BROKER_DIR``. No result backend is used: state lives in the job table.
+to deterministic keys, and a unit of work runs on one worker at a time (its lease in the job table). The
+broker is Redis (``REDIS_URL``) or, in the embedded local mode, Celery's filesystem transport in
+``BROKER_DIR``. No result backend is used: state, fan-in included, lives in the job table
+(:mod:`emgpose.jobs.units`; docs/reliability.md says why not a chord).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 
 from celery import Celery
 from kombu import Queue
+from kombu.exceptions import ChannelError
 
 from emgpose.settings import Settings, get_settings
 
@@ -21,6 +24,7 @@ QUEUES = ("preprocess", "train")
 
 PREPROCESS_START = "emgpose.preprocess.start"
 PREPROCESS_STATS = "emgpose.preprocess.stats"
+PREPROCESS_MERGE = "emgpose.preprocess.merge"
 PREPROCESS_WINDOWS = "emgpose.preprocess.windows"
 PREPROCESS_GATHER = "emgpose.preprocess.gather"
 TRAIN = "emgpose.train.fit"
@@ -29,6 +33,7 @@ EVALUATE = "emgpose.train.evaluate"
 ROUTES = {
     PREPROCESS_START: "preprocess",
     PREPROCESS_STATS: "preprocess",
+    PREPROCESS_MERGE: "preprocess",
     PREPROCESS_WINDOWS: "preprocess",
     PREPROCESS_GATHER: "preprocess",
     TRAIN: "train",
@@ -77,11 +82,22 @@ def make_celery(name: str = "emgpose", settings: Settings | None = None) -> Cele
         app.conf.broker_transport_options = filesystem_options(settings.broker_dir)
         app.conf.worker_enable_remote_control = False  # no broadcast mailbox on the filesystem transport
     else:
-        # A task unacknowledged for this long is redelivered; it must outlast the longest job.
-        app.conf.broker_transport_options = {"visibility_timeout": settings.job_time_limit_s + 600}
+        # A message unacknowledged for this long is delivered again: the second line behind the reaper,
+        # which sends a dead worker's unit again after HEARTBEAT_TIMEOUT_S. A redelivered message whose
+        # unit a live worker still holds is dropped by the lease (emgpose.jobs.units.lease).
+        app.conf.broker_transport_options = {"visibility_timeout": settings.visibility_timeout_s}
     return app
 
 
-def send(app: Celery, task: str, *args: object) -> None:
+def send(app: Celery, task: str, *args: object, countdown: float | None = None) -> None:
     """Sends ``task`` to its queue (the caller has committed the job row first)."""
-    app.send_task(task, args=list(args), queue=ROUTES[task], routing_key=ROUTES[task])
+    app.send_task(task, args=list(args), queue=ROUTES[task], routing_key=ROUTES[task], countdown=countdown)
+
+
+def queue_size(app: Celery, queue: str) -> int:
+    """Messages waiting in ``queue`` (not those a worker has taken): Redis and filesystem transports."""
+    with app.connection_for_write() as connection:
+        try:
+            return connection.default_channel.queue_declare(queue=queue, passive=True).message_count
+        except ChannelError:  # Redis: no such queue (nothing was ever sent to it since the data was lost)
+            return 0

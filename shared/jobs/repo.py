@@ -13,13 +13,15 @@ import logging
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from emgpose.db.engine import session_scope
-from emgpose.db.models import Claim, Dataset, Job, JobPart, ModelVersion, utcnow
-from emgpose.errors import Conflict, NotFound
+from emgpose.db.models import Dataset, Job, ModelVersion, utcnow
+from emgpose.errors import Conflict, NotFound, Unavailable
 from emgpose.jobs.schemas import TERMINAL
+from emgpose.jobs.units import end_job
 from emgpose.store import as_uri
 
 log = logging.getLogger(__name__)
@@ -41,37 +43,45 @@ def create_job(
 ) -> tuple[Job, bool]:
     """A new queued job, or the job an earlier request with the same ``idempotency_key`` created.
 
-    Returns ``(job, created)``. Reusing a key with a different request is a :class:`Conflict`.
+    Returns ``(job, created)``. Reusing a key with a different request is a :class:`Conflict`. The insert
+    and the decision are one statement (``INSERT ... ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING``), so concurrent submissions with one key create one job on PostgreSQL and SQLite alike:
+    the others insert nothing and read the winner (PostgreSQL makes them wait for its commit).
     """
     request = digest({"type": type_, "params": params})
-    if idempotency_key is not None:
-        existing = _by_key(session, idempotency_key, request)
+    row = {
+        "type": type_,
+        "state": "queued",
+        "params": params,
+        "dataset_id": dataset_id,
+        "idempotency_key": idempotency_key,
+        "request_digest": request,
+        "stage": "queued",
+        "result": {},
+    }
+    for _ in range(3):  # a winner that frees its key (broker down) between the two statements: insert again
+        job = _insert_job(session, row)
+        if job is not None:
+            return job, True
+        existing = _by_key(session, idempotency_key or "", request)
         if existing is not None:
             return existing, False
-    job = Job(
-        type=type_,
-        state="queued",
-        params=params,
-        dataset_id=dataset_id,
-        idempotency_key=idempotency_key,
-        request_digest=request,
-        stage="queued",
-        result={},
-    )
-    session.add(job)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:  # a concurrent request with the same key won the insert
-        existing = _by_key(session, idempotency_key or "", request)
-        if existing is None:
-            raise
-        return existing, False
-    return job, True
+    raise Unavailable(f"Idempotency-Key {idempotency_key!r} is held by requests that keep failing; retry later")
+
+
+def _insert_job(session: Session, row: dict[str, Any]) -> Job | None:
+    """The new job, or None where a job with the same ``idempotency_key`` exists."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(Job).values(**row).on_conflict_do_nothing(index_elements=[Job.idempotency_key])
+    return session.scalars(statement.returning(Job)).one_or_none()
 
 
 def _by_key(session: Session, key: str, request: str) -> Job | None:
-    job = session.scalars(select(Job).where(Job.idempotency_key == key)).one_or_none()
+    """The job with ``key`` (its committed row, read afresh), or a :class:`Conflict` for another request."""
+    job = session.scalars(
+        select(Job).where(Job.idempotency_key == key).execution_options(populate_existing=True)
+    ).one_or_none()
     if job is not None and job.request_digest != request:
         raise Conflict(
             f"Idempotency-Key {key!r} was already used for a different request (job {job.id}); "
@@ -144,48 +154,21 @@ def latest_job_for(session: Session, dataset_id: str, type_: str) -> Job | None:
 # --- workers: short transactions of their own -------------------------------------------------------
 
 
-def start(job_id: str, worker: str) -> Job | None:
-    """Marks the job running and returns it, or None where it must not run (cancelled, finished, unknown)."""
-    with session_scope() as session:
-        job = session.get(Job, job_id, with_for_update=True)
-        if job is None:
-            log.error("job %s: no such job row; the task is dropped", job_id)
-            return None
-        if job.state in TERMINAL:
-            log.info("job %s is already %s; nothing to do", job_id, job.state)
-            return None
-        if job.cancel_requested:
-            _finish(job, "cancelled")
-            return None
-        if job.state == "queued":
-            job.state, job.started_at = "running", utcnow()
-        job.attempts += 1
-        job.worker = worker
-        session.flush()
-        session.expunge(job)
-        return job
-
-
 def report(job_id: str, progress: float | None, stage: str) -> bool:
-    """Writes progress (None keeps it) and stage; returns whether a cancel was requested."""
-    values: dict[str, Any] = {"stage": stage, "updated_at": utcnow()}
+    """Writes progress and stage; returns whether a cancel was requested.
+
+    Progress never moves back: the row changes only where ``progress`` (None: the current value) is at
+    least what is stored, so a late or stale report (a part that ran again) cannot undo a later one.
+    """
+    values: dict[str, Any] = {"stage": stage[:40], "updated_at": utcnow()}
+    condition = Job.state == "running"
     if progress is not None:
-        values["progress"] = min(max(progress, 0.0), 100.0)
+        progress = min(max(progress, 0.0), 100.0)
+        values["progress"] = progress
+        condition = condition & (Job.progress <= progress)
     with session_scope() as session:
-        session.execute(update(Job).where(Job.id == job_id, Job.state == "running").values(**values))
+        session.execute(update(Job).where(Job.id == job_id, condition).values(**values))
         return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
-
-
-def _finish(job: Job, state: str, result: dict[str, Any] | None = None, error: BaseException | None = None) -> None:
-    job.state, job.finished_at = state, utcnow()
-    job.stage = state
-    if state == "succeeded":
-        job.progress = 100.0
-    if result is not None:
-        job.result = result
-    if error is not None:
-        job.error_type = type(error).__name__
-        job.error_message = str(getattr(error, "message", None) or error)[:4000]
 
 
 def finish(job_id: str, state: str, result: dict[str, Any] | None = None, error: BaseException | None = None) -> None:
@@ -194,7 +177,7 @@ def finish(job_id: str, state: str, result: dict[str, Any] | None = None, error:
         job = session.get(Job, job_id, with_for_update=True)
         if job is None or job.state in TERMINAL:
             return
-        _finish(job, state, result, error)
+        end_job(job, state, result, error)
 
 
 def add_dataset(**fields: Any) -> str:
@@ -208,57 +191,6 @@ def add_dataset(**fields: Any) -> str:
 def add_model_version(**fields: Any) -> None:
     with session_scope() as session:
         session.merge(ModelVersion(**fields))
-
-
-# --- fan-out: parts and one-time claims -----------------------------------------------------------
-
-
-def set_parts(job_id: str, phase: str, weights: list[int]) -> None:
-    """Declares the parts of a phase (idempotent: existing parts keep their state)."""
-    with session_scope() as session:
-        have = set(session.scalars(select(JobPart.part).where(JobPart.job_id == job_id, JobPart.phase == phase)))
-        for part, weight in enumerate(weights):
-            if part not in have:
-                session.add(JobPart(job_id=job_id, phase=phase, part=part, weight=weight, done=False, result={}))
-        job = get_job(session, job_id)
-        job.phase, job.parts_total = phase, len(weights)
-
-
-def part_done(job_id: str, phase: str, part: int, result: dict[str, Any]) -> tuple[int, int, float]:
-    """Records a finished part; returns (parts done, parts total, share of the phase's weight done)."""
-    with session_scope() as session:
-        row = session.get(JobPart, (job_id, phase, part))
-        if row is None:
-            raise NotFound(f"job {job_id} has no part {phase}/{part}")
-        row.done, row.result = True, result
-        session.flush()
-        rows = session.execute(
-            select(JobPart.done, JobPart.weight).where(JobPart.job_id == job_id, JobPart.phase == phase)
-        ).all()
-    done = sum(1 for d, _ in rows if d)
-    weight = sum(w for _, w in rows) or 1
-    return done, len(rows), sum(w for d, w in rows if d) / weight
-
-
-def part_results(job_id: str, phase: str) -> list[dict[str, Any]]:
-    with session_scope() as session:
-        rows = session.scalars(
-            select(JobPart).where(JobPart.job_id == job_id, JobPart.phase == phase).order_by(JobPart.part)
-        ).all()
-        missing = [r.part for r in rows if not r.done]
-        if missing:
-            raise Conflict(f"job {job_id}: parts {missing} of phase {phase!r} are not done")
-        return [r.result for r in rows]
-
-
-def claim(job_id: str, step: str) -> bool:
-    """True for exactly one caller per (job, step): the last part to finish starts the next step once."""
-    try:
-        with session_scope() as session:
-            session.add(Claim(job_id=job_id, step=step))
-        return True
-    except IntegrityError:
-        return False
 
 
 def resolve_dataset(session: Session, ref: str, kind: str) -> tuple[str, str | None]:

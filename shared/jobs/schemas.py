@@ -92,6 +92,9 @@ class JobPublic(BaseModel):
     result: dict[str, Any] = Field(description="Links to what the job produced (dataset, model version, report)")
     error: JobError | None = None
     cancel_requested: bool
+    attempts: int = Field(description="Times a worker started one of the job's units")
+    requeues: int = Field(description="Units the reaper sent again after a worker or a message was lost")
+    heartbeat_at: datetime | None = Field(description="The newest heartbeat of a worker running the job")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -119,6 +122,9 @@ def public(job: Any) -> JobPublic:
         result=job.result,
         error=error,
         cancel_requested=job.cancel_requested,
+        attempts=job.attempts or 0,
+        requeues=job.requeues or 0,
+        heartbeat_at=job.heartbeat_at,
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,

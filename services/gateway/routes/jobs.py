@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from emgpose.db.models import Job, utcnow
 from emgpose.errors import Conflict, NotFound, Unavailable
 from emgpose.formats.metadata import METADATA_FILE
-from emgpose.jobs import repo
+from emgpose.jobs import repo, units
 from emgpose.jobs.celery_app import TASK_FOR_JOB, send
 from emgpose.jobs.schemas import (
     EvaluateJob,
@@ -142,6 +142,8 @@ def submit_job(
     dataset_id = check_references(session, body, settings)
     params = body.params.model_dump(mode="json")
     job, created = repo.create_job(session, body.type, params, dataset_id, idempotency_key)
+    if created:
+        units.add_entry(session, job)  # the job's first unit, committed with the job
     session.commit()
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     if not created:
