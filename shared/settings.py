@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     task_retry_backoff_s: float = Field(default=2.0, gt=0)  # first retry delay; doubles, capped at 120 s
     # Heartbeats and the reaper (emgpose.jobs.reaper): a worker refreshes each unit it runs every
     # HEARTBEAT_S; a unit silent for HEARTBEAT_TIMEOUT_S is sent again from its last checkpoint, at most
-    # REAPER_MAX_REQUEUES times per job, then the job fails naming the lost worker.
+    # REAPER_MAX_REQUEUES times per unit, then the job fails naming the lost worker.
     heartbeat_s: float = Field(default=5.0, gt=0)
     heartbeat_timeout_s: float = Field(default=30.0, gt=0)
     reaper_interval_s: float = Field(default=5.0, ge=0)  # 0: this process runs no reaper

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import func, select
-from worker_support import embedded, start_worker, stop, submit, wait
+from worker_support import embedded, job_now, start_worker, stop, submit, wait
 
 from emgpose.db.engine import session_scope
 from emgpose.db.models import Dataset, ModelVersion
@@ -121,3 +121,21 @@ def test_cancel_stops_a_running_train_job(stack_env, raw_dataset):
     job = wait(job_id, timeout=60)
     assert job.state == "cancelled" and job.finished_at is not None
     assert Registry(stack_env["STORE_URI"]).versions("c") == []
+
+
+def test_progress_and_stage_never_move_back_during_a_preprocess_job(stack_env, raw_dataset):
+    dataset_id, _ = raw_dataset
+    job_id = submit("preprocess", {"dataset": dataset_id})
+    seen: list[tuple[float, str]] = []
+    deadline = time.monotonic() + 120
+    while (job := job_now(job_id)).state in ("queued", "running"):
+        seen.append((job.progress, job.stage))
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert job.state == "succeeded", (job.error_type, job.error_message)
+    progress = [p for p, _ in seen]
+    assert progress == sorted(progress), progress
+    order = ["queued", "planning", "statistics", "merging", "windows", "gathering"]
+    ranks = [order.index(stage) for _, stage in seen]
+    assert ranks == sorted(ranks), [s for _, s in seen]
+    assert {"statistics", "windows"} <= {s for _, s in seen}

@@ -86,7 +86,8 @@ def _stats(run: JobRun) -> None:
     plan = _load_plan(run.job.id)
     result = parts.stats_part(plan, plan.train_parts()[run.unit.part], _ticker(run, "statistics"))
     done = complete(run.unit, result, Phase("merge"))
-    repo.report(run.job.id, PLAN_END + (STATS_END - PLAN_END) * done.share, "statistics")
+    if not done.created:  # the last part leaves progress and stage to the step it starts
+        repo.report(run.job.id, PLAN_END + (STATS_END - PLAN_END) * done.share, "statistics")
     _send(done)
 
 
@@ -113,7 +114,8 @@ def _windows(run: JobRun) -> None:
     job_id = run.job.id
     record = parts.windows_part(_load_plan(job_id), run.unit.part, _load_stats(job_id), _ticker(run, "windows"))
     done = complete(run.unit, record, Phase("gather"))
-    repo.report(job_id, STATS_END + (WINDOWS_END - STATS_END) * done.share, "windows")
+    if not done.created:
+        repo.report(job_id, STATS_END + (WINDOWS_END - STATS_END) * done.share, "windows")
     _send(done)
 
 

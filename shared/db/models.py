@@ -89,7 +89,7 @@ class Job(Base):
     parts_done: Mapped[int] = mapped_column(Integer, default=0)  # of the current phase: one UPDATE per part
     phase: Mapped[str] = mapped_column(String(20), default="")  # fan-out phase the parts belong to
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    requeues: Mapped[int] = mapped_column(Integer, default=0)  # units the reaper sent again
+    requeues: Mapped[int] = mapped_column(Integer, default=0)  # units the reaper sent again, in all
     worker: Mapped[str | None] = mapped_column(String(200), default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)  # newest heartbeat of any unit
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
@@ -119,6 +119,7 @@ class JobPart(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
     due_at: Mapped[datetime | None] = mapped_column(default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    requeues: Mapped[int] = mapped_column(Integer, default=0)  # times the reaper sent this unit again
 
 
 class ModelVersion(Base):

@@ -5,7 +5,7 @@ Every ``REAPER_INTERVAL_S`` it looks at the units of unfinished jobs (:mod:`emgp
 * a **running** unit whose heartbeat is older than ``HEARTBEAT_TIMEOUT_S``: its worker died (SIGKILL,
   out of memory, a lost machine) or hangs. The unit is queued again and its task sent; the next worker
   continues from the last checkpoint (a train job's boosting checkpoint, a preprocess job's finished
-  parts). A job requeued ``REAPER_MAX_REQUEUES`` times is failed instead, naming the lost worker.
+  parts). A unit sent again ``REAPER_MAX_REQUEUES`` times fails its job instead, naming the lost worker.
 * a **queued** unit whose message was due more than ``HEARTBEAT_TIMEOUT_S`` ago while its queue is
   empty: the message was lost (a worker killed between taking a message and leasing its unit, the
   filesystem broker, a Redis without its append-only file, a send that failed after a commit). It is

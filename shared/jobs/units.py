@@ -306,27 +306,28 @@ def waiting_units(session: Session, before: datetime) -> list[tuple[Unit, str]]:
 
 def requeue(unit: Unit, state: str, before: datetime, max_requeues: int, reason: str) -> Resend | None:
     """Takes ``unit`` back from a lost worker (``state`` running, heartbeat older than ``before``) or a lost
-    message (``state`` queued, due before ``before``) so that its task is sent again; where the job has
-    been requeued ``max_requeues`` times already, fails it instead, naming ``reason``. None where another
-    reaper (or the worker itself) changed the unit first."""
+    message (``state`` queued, due before ``before``) so that its task is sent again; where this unit has
+    been sent again ``max_requeues`` times already, fails the job instead, naming ``reason``. None where
+    another reaper (or the worker itself) changed the unit first."""
     with session_scope() as session:
         job = _lock_job(session, unit.job_id)
         if job is None or job.state in TERMINAL:
             return None
         column = JobPart.heartbeat_at if state == "running" else JobPart.due_at
-        changed = session.execute(
+        requeues = session.scalar(
             update(JobPart)
             .where(_key(unit), JobPart.state == state, or_(column.is_(None), column < before))
-            .values(state="queued", worker=None, due_at=utcnow())
+            .values(state="queued", worker=None, due_at=utcnow(), requeues=JobPart.requeues + 1)
+            .returning(JobPart.requeues)
             .execution_options(synchronize_session=False)
-        ).rowcount
-        if not changed:
+        )
+        if requeues is None:
             return None
         queue = tasks.ROUTES[TASKS[(job.type, unit.phase)]]
-        if job.requeues >= max_requeues:
+        if requeues > max_requeues:
             error = JobStalled(
-                f"{reason}; the job was already sent again {job.requeues} time(s), the limit "
-                f"(REAPER_MAX_REQUEUES={max_requeues}), so it is failed"
+                f"{reason}; {unit.phase} part {unit.part} was already sent again {requeues - 1} time(s), the "
+                f"limit (REAPER_MAX_REQUEUES={max_requeues}), so the job is failed"
             )
             end_job(job, "failed", error=error)
             return Resend(unit, job.type, queue, reason, failed=True)

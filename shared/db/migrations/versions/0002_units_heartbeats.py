@@ -28,6 +28,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("due_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("requeues", sa.Integer(), nullable=False, server_default="0"))
     op.execute("UPDATE job_parts SET state = 'done' WHERE done")
     with op.batch_alter_table("job_parts") as batch:
         batch.drop_column("done")
@@ -57,5 +58,5 @@ def downgrade() -> None:
     op.execute("UPDATE job_parts SET done = (state = 'done')")
     with op.batch_alter_table("job_parts") as batch:
         batch.drop_index("ix_job_parts_state")
-        for column in ("attempts", "due_at", "heartbeat_at", "worker", "state"):
+        for column in ("requeues", "attempts", "due_at", "heartbeat_at", "worker", "state"):
             batch.drop_column(column)
