@@ -8,6 +8,7 @@ breaks them. The reaper runs in this process with short timeouts (the gateway ru
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from sqlalchemy import func, select
 from worker_support import FAST, Cluster, embedded, job_now, reaping, servers, start_worker, stop, submit, wait
 
 from emgpose.db.engine import session_scope
-from emgpose.db.models import Dataset, JobPart
+from emgpose.db.models import Dataset, Job, JobPart
 from emgpose.preprocess.job import run_preprocess
 from emgpose.synth import SynthConfig, write_dataset
 from emgpose.train.bundle import Registry
@@ -59,6 +60,21 @@ def _boosting_past(job_id: str, percent: float) -> bool:
     return job.stage == "boosting" and job.progress > percent
 
 
+def _kill_and_replace(cluster: Cluster, first: subprocess.Popen, name: str, job_id: str) -> Job:
+    """SIGKILLs ``first`` (no shutdown work: its message is neither acknowledged nor handed back), starts
+    a new ``name`` worker and returns the job once it has ended, which must be within 2 minutes."""
+    first.kill()
+    first.wait()
+    killed = time.monotonic()
+    second = start_worker(cluster.work, name, log="second")
+    try:
+        job = wait(job_id, timeout=120)
+    finally:
+        stop(second)
+    assert time.monotonic() - killed < 120
+    return job
+
+
 def _windows_running(job_id: str) -> bool:
     """Some windows parts done and at least one running: a kill now strands a leased unit."""
     with session_scope() as session:
@@ -73,18 +89,11 @@ def test_a_train_job_survives_its_worker_killed_with_sigkill(cluster: Cluster):
     try:
         job_id = submit("train", {"dataset": dataset, "name": "k", "config": SLOW_TRAIN})
         _until(lambda: _boosting_past(job_id, 25), "boosting past 25 % (a checkpoint written)")
-        first.kill()  # SIGKILL: no shutdown work, the message is neither acknowledged nor handed back
-        first.wait()
-        killed = time.monotonic()
-    finally:
+    except BaseException:
         stop(first)
-    second = start_worker(cluster.work, "trainer", log="second")
-    try:
-        job = wait(job_id, timeout=120)
-    finally:
-        stop(second)
+        raise
+    job = _kill_and_replace(cluster, first, "trainer", job_id)
     assert job.state == "succeeded", (job.state, job.error_type, job.error_message)
-    assert time.monotonic() - killed < 120
     assert job.requeues == 1 and job.attempts == 2
     assert "continuing from checkpoint" in (cluster.work / "second.log").read_text()
     assert Registry(cluster.store).versions("k") == [job.result["version"]]
@@ -97,16 +106,10 @@ def test_a_preprocess_job_survives_its_worker_killed_with_sigkill(cluster: Clust
     try:
         job_id = submit("preprocess", {"dataset": data.as_uri()})
         _until(lambda: _windows_running(job_id), "windows parts running, a third of them done")
-        first.kill()
-        first.wait()
-    finally:
+    except BaseException:
         stop(first)
-    assert job_now(job_id).state == "running"
-    second = start_worker(cluster.work, "preprocessor", log="second")
-    try:
-        job = wait(job_id, timeout=120)
-    finally:
-        stop(second)
+        raise
+    job = _kill_and_replace(cluster, first, "preprocessor", job_id)
     assert job.state == "succeeded", (job.state, job.error_type, job.error_message)
     assert job.requeues >= 1
     out = Path(job.result["uri"].removeprefix("file://"))
