@@ -1,0 +1,9 @@
+// Shared by every kernel source: what differs between nvcc and the host emulation (kernels/emu).
+#pragma once
+
+#ifndef EMGPOSE_HOST_EMULATION
+// Dynamic shared memory (the launch's shared_bytes), typed.
+#define EMU_DYNAMIC_SHARED(type, name)            \
+    extern __shared__ unsigned char name##_raw[]; \
+    type* name = reinterpret_cast<type*>(name##_raw)
+#endif

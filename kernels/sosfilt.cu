@@ -1,0 +1,37 @@
+// Band-pass: a cascade of second-order sections (direct form II transposed, as scipy.signal.sosfilt),
+// causal, with its state carried between chunks like emgpose.preprocess.signal.CausalChain.
+//
+// x and y are (n_samples, columns) row-major; a column is one channel of one session, so a launch filters
+// many sessions at once (columns = sessions x channels). zi is (sections, 2, columns) and is updated in
+// place, so the next chunk continues where this one stopped. One thread per column runs the recurrence
+// over time. (The time-blocked parallel scan that lets one long session fill a device is still to come.)
+#include "common.cuh"
+
+template <typename T>
+__global__ void sosfilt(const T* __restrict__ sos, int sections, const T* __restrict__ x, T* __restrict__ y,
+                        T* __restrict__ zi, long long n, int columns) {
+    int column = blockIdx.x * blockDim.x + threadIdx.x;
+    if (column >= columns) return;
+    for (long long i = 0; i < n; ++i) {
+        T v = x[i * columns + column];
+        for (int s = 0; s < sections; ++s) {
+            const T* c = sos + 6 * s;  // b0 b1 b2 a0 a1 a2 (a0 == 1)
+            T* z = zi + static_cast<long long>(2 * s) * columns + column;
+            T out = c[0] * v + z[0];
+            z[0] = c[1] * v - c[4] * out + z[columns];
+            z[columns] = c[2] * v - c[5] * out;
+            v = out;
+        }
+        y[i * columns + column] = v;
+    }
+}
+
+#ifdef EMGPOSE_HOST_EMULATION
+#define EMGPOSE_SOSFILT_EXPORT(T, suffix)                                                                  \
+    extern "C" void sosfilt_##suffix(unsigned grid, unsigned block, const T* sos, int sections, const T* x, \
+                                     T* y, T* zi, long long n, int columns) {                               \
+        emu::launch(dim3(grid), dim3(block), 0, sosfilt<T>, sos, sections, x, y, zi, n, columns);          \
+    }
+EMGPOSE_SOSFILT_EXPORT(double, f64)
+EMGPOSE_SOSFILT_EXPORT(float, f32)
+#endif
