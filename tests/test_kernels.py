@@ -15,6 +15,7 @@ from scipy import signal
 from emgpose.preprocess.config import PreprocessConfig
 from emgpose.preprocess.normalize import NormStats
 from emgpose.preprocess.signal import CausalChain, design_sos
+from emgpose_kernels.colstats import colstats
 from emgpose_kernels.envelope import envelope
 from emgpose_kernels.sosfilt import sosfilt
 
@@ -126,3 +127,15 @@ def test_envelope_without_rectification_and_with_bad_arguments(xp: ModuleType):
         envelope(xp.asarray(y), xp.zeros((3, 2)), [0.0, 0.0], [1.0, 1.0], 5)
     with pytest.raises(ValueError, match="at least 1 sample"):
         envelope(xp.asarray(y), xp.zeros((0, 2)), [0.0, 0.0], [1.0, 1.0], 0)
+
+
+@pytest.mark.parametrize("block", [32, 64, 96, 256])
+@pytest.mark.parametrize("rows, columns", [(1000, 3), (1, 1), (33, 16)])
+def test_colstats_block_reduction_equals_numpy(xp: ModuleType, block: int, rows: int, columns: int):
+    """Warp shuffles, shared memory between warps, __syncthreads and atomics, all in one reduction."""
+    x = emg(rows, columns, seed=11)
+    sums, squares = colstats(xp.asarray(x), block=block)
+    np.testing.assert_allclose(host(sums), x.sum(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(host(squares), (x * x).sum(axis=0), rtol=1e-10)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        colstats(xp.asarray(x), block=48)
