@@ -44,12 +44,5 @@ __global__ void colstats(const T* __restrict__ x, long long rows, int columns, T
     }
 }
 
-#ifdef EMGPOSE_HOST_EMULATION
-#define EMGPOSE_COLSTATS_EXPORT(T, suffix)                                                                     \
-    extern "C" void colstats_##suffix(unsigned grid_x, unsigned block, const T* x, long long rows, int columns, \
-                                      T* sums, T* squares) {                                                   \
-        emu::launch(dim3(grid_x, columns), dim3(block), 0, colstats<T>, x, rows, columns, sums, squares);      \
-    }
-EMGPOSE_COLSTATS_EXPORT(double, f64)
-EMGPOSE_COLSTATS_EXPORT(float, f32)
-#endif
+EMU_EXPORT(colstats_f64, colstats<double>)
+EMU_EXPORT(colstats_f32, colstats<float>)

@@ -2,6 +2,9 @@
 #pragma once
 
 #ifndef EMGPOSE_HOST_EMULATION
+// Entry points of the host emulation (kernels/emu/cuda_host.h); nothing on a device, where CuPy
+// launches the template instances by name.
+#define EMU_EXPORT(name, ...)
 // Dynamic shared memory (the launch's shared_bytes), typed.
 #define EMU_DYNAMIC_SHARED(type, name)            \
     extern __shared__ unsigned char name##_raw[]; \

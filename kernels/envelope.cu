@@ -25,14 +25,5 @@ __global__ void envelope(const T* __restrict__ y, const T* __restrict__ history,
     }
 }
 
-#ifdef EMGPOSE_HOST_EMULATION
-#define EMGPOSE_ENVELOPE_EXPORT(T, suffix)                                                                    \
-    extern "C" void envelope_##suffix(unsigned grid, unsigned block, const T* y, const T* history,            \
-                                      const T* mean, const T* inv_std, T* out, long long n, int channels,     \
-                                      int ma, int rectify) {                                                  \
-        emu::launch(dim3(grid), dim3(block), 0, envelope<T>, y, history, mean, inv_std, out, n, channels, ma, \
-                    rectify);                                                                                 \
-    }
-EMGPOSE_ENVELOPE_EXPORT(double, f64)
-EMGPOSE_ENVELOPE_EXPORT(float, f32)
-#endif
+EMU_EXPORT(envelope_f64, envelope<double>)
+EMU_EXPORT(envelope_f32, envelope<float>)

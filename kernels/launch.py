@@ -71,8 +71,48 @@ def emulated(source: str) -> ctypes.CDLL:
     return ctypes.CDLL(str(library))
 
 
-def pointer(array: np.ndarray) -> ctypes.c_void_p:
-    return ctypes.c_void_p(array.ctypes.data)
+def float_dtype(array: Any) -> np.dtype:
+    """The dtype a kernel instance runs in for ``array``: float32 stays float32, anything else is float64."""
+    return np.dtype(array.dtype) if np.dtype(array.dtype) in SUFFIX else np.dtype(np.float64)
+
+
+def array_module(array: Any) -> Any:
+    """NumPy for a NumPy array (the emulation), CuPy for a CuPy array (the device)."""
+    if isinstance(array, np.ndarray):
+        return np
+    import cupy
+
+    return cupy
+
+
+def contiguous(array: Any, dtype: np.dtype) -> Any:
+    """``array`` as a C-contiguous array of ``dtype`` on its own backend (no copy when it already is)."""
+    return array_module(array).ascontiguousarray(array, dtype=dtype)
+
+
+_SCALARS = {np.dtype(np.int32): ctypes.c_int, np.dtype(np.int64): ctypes.c_longlong}
+
+
+def run(source: str, kernel: str, dtype: np.dtype, grid: tuple[int, ...], block: int, *args: Any) -> None:
+    """Launches ``kernel<dtype>`` of ``kernels/<source>`` on the backend of ``args[0]``.
+
+    ``args`` are the kernel's arguments in order: arrays (contiguous, of the right dtype) and NumPy
+    scalars of the kernel's exact integer type (``np.int32`` for ``int``, ``np.int64`` for ``long long``).
+    The emulation receives them packed as CUDA packs them (an array of pointers to each argument).
+    """
+    grid_x, grid_y = (tuple(grid) + (1,))[:2]
+    if backend(args[0]) == "cuda":
+        names = tuple(f"{kernel}<{name}>" for name in CTYPE.values())
+        function = cuda_module(source, names).get_function(f"{kernel}<{CTYPE[dtype]}>")
+        function((grid_x, grid_y), (block,), args)
+        return
+    values = [
+        ctypes.c_void_p(a.ctypes.data) if isinstance(a, np.ndarray) else _SCALARS[np.dtype(type(a))](a) for a in args
+    ]
+    packed = (ctypes.c_void_p * len(values))(*(ctypes.cast(ctypes.pointer(v), ctypes.c_void_p) for v in values))
+    function = getattr(emulated(source), f"{kernel}_{SUFFIX[dtype]}")
+    function.restype = None
+    function(ctypes.c_uint(grid_x), ctypes.c_uint(grid_y), ctypes.c_uint(block), packed)
 
 
 @functools.cache
@@ -84,12 +124,3 @@ def cuda_module(source: str, names: tuple[str, ...]) -> Any:
         raise KernelError("the cuda backend needs CuPy") from exc
     code = (HERE / source).read_text()
     return cupy.RawModule(code=code, options=("--std=c++17", f"-I{HERE}"), name_expressions=names, backend="nvrtc")
-
-
-def contiguous(array: Any, dtype: np.dtype) -> Any:
-    """``array`` as a C-contiguous array of ``dtype`` on its own backend (no copy when it already is)."""
-    if isinstance(array, np.ndarray):
-        return np.ascontiguousarray(array, dtype=dtype)
-    import cupy
-
-    return cupy.ascontiguousarray(array, dtype=dtype)

@@ -26,12 +26,5 @@ __global__ void sosfilt(const T* __restrict__ sos, int sections, const T* __rest
     }
 }
 
-#ifdef EMGPOSE_HOST_EMULATION
-#define EMGPOSE_SOSFILT_EXPORT(T, suffix)                                                                  \
-    extern "C" void sosfilt_##suffix(unsigned grid, unsigned block, const T* sos, int sections, const T* x, \
-                                     T* y, T* zi, long long n, int columns) {                               \
-        emu::launch(dim3(grid), dim3(block), 0, sosfilt<T>, sos, sections, x, y, zi, n, columns);          \
-    }
-EMGPOSE_SOSFILT_EXPORT(double, f64)
-EMGPOSE_SOSFILT_EXPORT(float, f32)
-#endif
+EMU_EXPORT(sosfilt_f64, sosfilt<double>)
+EMU_EXPORT(sosfilt_f32, sosfilt<float>)

@@ -27,7 +27,7 @@ def _cupy_or_skip() -> ModuleType:
     try:
         import cupy
     except ImportError:
-        pytest.skip("CuPy is not installed: the cuda backend is checked on a lent GPU (scripts/gpu-check)")
+        pytest.skip("CuPy is not installed: the cuda backend runs where CuPy and an NVIDIA GPU exist")
     try:
         if cupy.cuda.runtime.getDeviceCount() < 1:
             pytest.skip("CuPy finds no CUDA device")

@@ -18,7 +18,7 @@ from worker_support import embedded, job_now, start_worker, stop, submit, wait
 from emgpose.db.engine import session_scope
 from emgpose.db.models import Dataset, ModelVersion
 from emgpose.jobs import repo, units
-from emgpose.jobs.celery_app import PREPROCESS_GATHER, TASK_FOR_JOB, make_celery, send
+from emgpose.jobs.celery_app import PREPROCESS_GATHER, TRAIN, make_celery, send
 from emgpose.preprocess.config import PreprocessConfig
 from emgpose.preprocess.job import run_preprocess
 from emgpose.synth import SynthConfig, write_dataset
@@ -100,7 +100,7 @@ def test_train_job_publishes_a_version_named_after_the_job(stack_env, raw_datase
     with session_scope() as session:
         assert session.get(ModelVersion, ("w", version)).job_id == job.id
     # The same job delivered again finds its version and does not publish a second one.
-    send(make_celery("test-client"), TASK_FOR_JOB["train"], job.id)
+    send(make_celery("test-client"), TRAIN, job.id)
     time.sleep(2)
     assert registry.versions("w") == [version]
 

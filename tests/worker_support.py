@@ -20,7 +20,7 @@ from emgpose.db.engine import reset_engines, session_scope
 from emgpose.db.migrate import upgrade
 from emgpose.db.models import Job
 from emgpose.jobs import repo, units
-from emgpose.jobs.celery_app import TASK_FOR_JOB, make_celery, send
+from emgpose.jobs.celery_app import make_celery, send
 from emgpose.jobs.reaper import Reaper
 from emgpose.settings import get_settings
 from emgpose.up import Stack
@@ -98,9 +98,9 @@ def stop(*procs: subprocess.Popen) -> None:
 def submit(type_: str, params: Mapping) -> str:
     with session_scope() as session:
         job, _ = repo.create_job(session, type_, dict(params))
-        units.add_entry(session, job)
+        name, args = units.add_entry(session, job).task(type_)
         job_id = job.id
-    send(make_celery("test-client"), TASK_FOR_JOB[type_], job_id)
+    send(make_celery("test-client"), name, *args)
     return job_id
 
 

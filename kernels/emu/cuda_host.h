@@ -24,6 +24,8 @@
 #include <functional>
 #include <memory>
 #include <thread>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #define EMGPOSE_HOST_EMULATION 1
@@ -60,6 +62,11 @@ struct Block {
 
 inline thread_local dim3 thread_idx, block_idx, block_dim, grid_dim;
 inline thread_local Block* block = nullptr;
+
+template <typename... P>
+constexpr std::size_t arity(void (*)(P...)) {
+    return sizeof...(P);
+}
 
 inline unsigned linear_thread() { return thread_idx.x + block_dim.x * (thread_idx.y + block_dim.y * thread_idx.z); }
 
@@ -110,7 +117,20 @@ void launch(dim3 grid, dim3 threads, std::size_t shared_bytes, Kernel kernel, Ar
             }
 }
 
+// A launch with its arguments packed as CUDA packs them: args[i] points to argument i.
+template <typename... P, std::size_t... I>
+void launch_packed(dim3 grid, dim3 threads, void (*kernel)(P...), void** args, std::index_sequence<I...>) {
+    launch(grid, threads, 0, kernel, *static_cast<std::remove_cv_t<std::remove_reference_t<P>>*>(args[I])...);
+}
+
 }  // namespace emu
+
+// The C entry point ctypes calls for one template instance: name(grid_x, grid_y, block, args).
+#define EMU_EXPORT(name, ...)                                                                          \
+    extern "C" void name(unsigned grid_x, unsigned grid_y, unsigned block, void** args) {              \
+        emu::launch_packed(dim3(grid_x, grid_y), dim3(block), &__VA_ARGS__, args,                     \
+                           std::make_index_sequence<emu::arity(&__VA_ARGS__)>());                     \
+    }
 
 #define threadIdx (emu::thread_idx)
 #define blockIdx (emu::block_idx)

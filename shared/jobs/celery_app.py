@@ -39,7 +39,6 @@ ROUTES = {
     TRAIN: "train",
     EVALUATE: "train",
 }
-TASK_FOR_JOB = {"preprocess": PREPROCESS_START, "train": TRAIN, "evaluate": EVALUATE}
 
 
 def filesystem_options(folder: str) -> dict[str, object]:

@@ -83,26 +83,22 @@ class Heartbeats:
     """The one thread per worker process that refreshes the heartbeat of every unit the process runs."""
 
     def __init__(self) -> None:
-        self._held: dict[Unit, int] = {}
+        self._held: set[Unit] = set()  # a unit is leased once, so one process holds it at most once
         self._lost: set[Unit] = set()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def hold(self, unit: Unit) -> None:
         with self._lock:
-            self._held[unit] = self._held.get(unit, 0) + 1
+            self._held.add(unit)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="emgpose-heartbeat", daemon=True)
                 self._thread.start()
 
     def drop(self, unit: Unit) -> None:
         with self._lock:
-            left = self._held.get(unit, 0) - 1
-            if left > 0:
-                self._held[unit] = left
-            else:
-                self._held.pop(unit, None)
-                self._lost.discard(unit)
+            self._held.discard(unit)
+            self._lost.discard(unit)
 
     def lost(self, unit: Unit) -> bool:
         """Whether another worker has taken ``unit`` over (this one was silent past the timeout)."""

@@ -93,9 +93,14 @@ class Completion:
     job_type: str
 
 
+def entry(job: Job) -> Unit:
+    """The first unit of a job: what its submission sends (``unit.task(job.type)``)."""
+    return Unit(job.id, ENTRY[job.type])
+
+
 def add_entry(session: Session, job: Job) -> Unit:
     """The first unit of a new job, in the caller's transaction (the one that inserts the job)."""
-    unit = Unit(job.id, ENTRY[job.type])
+    unit = entry(job)
     session.add(JobPart(job_id=job.id, phase=unit.phase, part=0, state="queued", weight=1, result={}, due_at=utcnow()))
     job.phase, job.parts_total, job.parts_done = unit.phase, 1, 0
     return unit
@@ -275,7 +280,6 @@ def end_job(job: Job, state: str, result: dict[str, Any] | None = None, error: B
 class Resend:
     unit: Unit
     job_type: str
-    queue: str
     reason: str
     failed: bool  # the job was failed instead (too many requeues)
 
@@ -323,17 +327,16 @@ def requeue(unit: Unit, state: str, before: datetime, max_requeues: int, reason:
         )
         if requeues is None:
             return None
-        queue = tasks.ROUTES[TASKS[(job.type, unit.phase)]]
         if requeues > max_requeues:
             error = JobStalled(
                 f"{reason}; {unit.phase} part {unit.part} was already sent again {requeues - 1} time(s), the "
                 f"limit (REAPER_MAX_REQUEUES={max_requeues}), so the job is failed"
             )
             end_job(job, "failed", error=error)
-            return Resend(unit, job.type, queue, reason, failed=True)
+            return Resend(unit, job.type, reason, failed=True)
         job.requeues += 1
         job.stage = f"requeued ({unit.phase})"[:40]
-        return Resend(unit, job.type, queue, reason, failed=False)
+        return Resend(unit, job.type, reason, failed=False)
 
 
 class JobStalled(Exception):  # noqa: N818 - the name users see as the job's error type

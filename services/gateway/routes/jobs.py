@@ -22,7 +22,7 @@ from emgpose.db.models import Job, utcnow
 from emgpose.errors import Conflict, NotFound, Unavailable
 from emgpose.formats.metadata import METADATA_FILE
 from emgpose.jobs import repo, units
-from emgpose.jobs.celery_app import TASK_FOR_JOB, send
+from emgpose.jobs.celery_app import send
 from emgpose.jobs.schemas import (
     EvaluateJob,
     JobPublic,
@@ -156,7 +156,8 @@ def submit_job(
 
 def _send(celery: Celery, session: Session, job: Job, settings: Settings) -> None:
     try:
-        send(celery, TASK_FOR_JOB[job.type], job.id)
+        name, args = units.entry(job).task(job.type)
+        send(celery, name, *args)
     except Exception as exc:  # any broker failure: kombu, redis, OS errors
         raise _broker_failed(session, job, exc, settings) from exc
 
