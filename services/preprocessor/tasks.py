@@ -19,6 +19,7 @@ from typing import Any
 from celery import Task
 
 from emgpose.db.engine import session_scope
+from emgpose.devices import resolve_device
 from emgpose.jobs import repo
 from emgpose.jobs.celery_app import (
     PREPROCESS_GATHER,
@@ -32,6 +33,7 @@ from emgpose.jobs.runner import JobRun, run_unit
 from emgpose.jobs.schemas import PreprocessParams
 from emgpose.jobs.units import Completion, Finish, Phase, Unit, complete, results
 from emgpose.preprocess import parts
+from emgpose.preprocess.kernel_path import Device
 from emgpose.preprocess.normalize import NormStats
 from emgpose.settings import get_settings
 from emgpose_preprocessor.worker import app
@@ -84,7 +86,7 @@ def stats(self: Task, job_id: str, part: int) -> None:
 
 def _stats(run: JobRun) -> None:
     plan = _load_plan(run.job.id)
-    result = parts.stats_part(plan, plan.train_parts()[run.unit.part], _ticker(run, "statistics"))
+    result = parts.stats_part(plan, plan.train_parts()[run.unit.part], _ticker(run, "statistics"), _device(run))
     done = complete(run.unit, result, Phase("merge"))
     if not done.created:  # the last part leaves progress and stage to the step it starts
         repo.report(run.job.id, PLAN_END + (STATS_END - PLAN_END) * done.share, "statistics")
@@ -112,7 +114,8 @@ def windows(self: Task, job_id: str, part: int) -> None:
 
 def _windows(run: JobRun) -> None:
     job_id = run.job.id
-    record = parts.windows_part(_load_plan(job_id), run.unit.part, _load_stats(job_id), _ticker(run, "windows"))
+    plan, stats = _load_plan(job_id), _load_stats(job_id)
+    record = parts.windows_part(plan, run.unit.part, stats, _ticker(run, "windows"), _device(run))
     done = complete(run.unit, record, Phase("gather"))
     if not done.created:
         repo.report(job_id, STATS_END + (WINDOWS_END - STATS_END) * done.share, "windows")
@@ -173,6 +176,12 @@ def _register(run: JobRun, plan: parts.Plan, summary: dict[str, Any]) -> dict[st
 
 
 # --- helpers ------------------------------------------------------------------------------------------
+
+
+def _device(run: JobRun) -> Device:
+    """``cpu`` or ``cuda`` for this worker: the job's ``device``, else the worker's ``DEVICE`` setting."""
+    requested = PreprocessParams.model_validate(run.job.params).device or get_settings().device
+    return resolve_device(requested)
 
 
 def _load_plan(job_id: str) -> parts.Plan:

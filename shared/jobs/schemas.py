@@ -17,7 +17,7 @@ from emgpose.preprocess.config import PreprocessConfig
 from emgpose.train.boost import BoostConfig
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-JobType = Literal["preprocess", "train", "evaluate"]
+JobType = Literal["preprocess", "train", "evaluate", "benchmark"]
 TERMINAL = ("succeeded", "failed", "cancelled")
 DATASET_HELP = "a dataset id from /v1/datasets, or a store URI (s3://bucket/prefix, file:///path)"
 
@@ -30,6 +30,11 @@ class PreprocessParams(Strict):
     dataset: str = Field(description=f"The raw dataset: {DATASET_HELP}", examples=["3f2a9c0e5b7d4e1f8a6b2c3d4e5f6a7b"])
     config: PreprocessConfig = Field(default_factory=PreprocessConfig, description="Preprocessing settings")
     name: str | None = Field(default=None, description="Name of the preprocessed dataset (default: the raw one's)")
+    device: Literal["auto", "cpu", "cuda"] | None = Field(
+        default=None,
+        description="Where the chain and features run: `cuda` uses our kernels on the worker's GPU, `auto` "
+        "the GPU where the worker has one; default: the worker's DEVICE setting",
+    )
 
 
 class TrainParams(Strict):
@@ -58,6 +63,35 @@ class EvaluateParams(Strict):
     dataset: str = Field(description=f"A preprocessed dataset: {DATASET_HELP}")
 
 
+class SyntheticSize(Strict):
+    users: int = Field(default=4, ge=2, le=64)
+    stages: int = Field(default=2, ge=2, le=5)
+    sessions: int = Field(default=2, ge=1, le=64)
+    duration_s: float = Field(default=60.0, ge=5.0, le=3600.0, description="Seconds per session")
+    channels: int = Field(default=16, ge=1, le=256)
+
+
+StudyConfig = Literal["cpu", "gpu-builtin", "gpu-kernels", "gpu-kernels-objective"]
+
+
+class BenchmarkParams(Strict):
+    dataset: str | None = Field(
+        default=None,
+        description=f"A raw dataset with joint angles: {DATASET_HELP}; default: a synthetic one of `synthetic`'s size",
+    )
+    synthetic: SyntheticSize = Field(default_factory=SyntheticSize)
+    configs: list[StudyConfig] = Field(
+        default=["cpu", "gpu-builtin", "gpu-kernels", "gpu-kernels-objective"],
+        min_length=1,
+        description="The study's configurations; the GPU ones are reported as skipped on a worker without one",
+    )
+    rounds: int = Field(default=100, ge=1, le=5000, description="XGBoost rounds of every configuration")
+    xgb_windows: int = Field(
+        default=0, ge=0, le=50_000_000, description="Also time XGBoost CPU vs CUDA at this many windows (0: skip)"
+    )
+    xgb_rounds: int = Field(default=5, ge=1, le=1000)
+
+
 class PreprocessJob(Strict):
     type: Literal["preprocess"]
     params: PreprocessParams
@@ -73,7 +107,12 @@ class EvaluateJob(Strict):
     params: EvaluateParams
 
 
-JobCreate = Annotated[PreprocessJob | TrainJob | EvaluateJob, Field(discriminator="type")]
+class BenchmarkJob(Strict):
+    type: Literal["benchmark"]
+    params: BenchmarkParams
+
+
+JobCreate = Annotated[PreprocessJob | TrainJob | EvaluateJob | BenchmarkJob, Field(discriminator="type")]
 
 
 class JobError(BaseModel):

@@ -25,6 +25,7 @@ from emgpose.errors import DataFormatError
 from emgpose.preprocess.config import PreprocessConfig
 from emgpose.preprocess.dataset import Dataset, DatasetLayout
 from emgpose.preprocess.job import build_summary, session_key, session_record
+from emgpose.preprocess.kernel_path import Device
 from emgpose.preprocess.normalize import NormStats, RunningStats
 from emgpose.preprocess.pipeline import (
     MASTER_KEY,
@@ -107,10 +108,10 @@ def _running_from_dict(d: dict[str, list[float]]) -> RunningStats:
     return r
 
 
-def stats_part(p: Plan, index: int, tick: Tick | None = None) -> dict[str, Any]:
+def stats_part(p: Plan, index: int, tick: Tick | None = None, device: Device = "cpu") -> dict[str, Any]:
     """Pass 1 over one training session: running statistics as JSON-able data."""
     with Dataset(p.data_uri, only=[p.sessions[index]["filename"]]) as dataset:
-        acc = session_stats(dataset.sessions[0], p.dataset_layout, p.preprocess_config, tick)
+        acc = session_stats(dataset.sessions[0], p.dataset_layout, p.preprocess_config, tick, device)
     return {
         "filtered": _running_to_dict(acc.filtered),
         "envelope": _running_to_dict(acc.envelope),
@@ -136,7 +137,9 @@ def merge_stats(p: Plan, parts: list[dict[str, Any]]) -> NormStats:
     return merged.norm_stats()
 
 
-def windows_part(p: Plan, index: int, stats: NormStats, tick: Tick | None = None) -> dict[str, Any]:
+def windows_part(
+    p: Plan, index: int, stats: NormStats, tick: Tick | None = None, device: Device = "cpu"
+) -> dict[str, Any]:
     """Pass 2 over one session: its table staged in the output store; returns the session's record."""
     out = open_store(p.out_uri)
     with (
@@ -144,11 +147,11 @@ def windows_part(p: Plan, index: int, stats: NormStats, tick: Tick | None = None
         tempfile.TemporaryDirectory(prefix="emgpose-part-") as tmp,
     ):
         entry = dataset.sessions[0]
-        result = process_session(entry, p.dataset_layout, p.preprocess_config, stats, tmp, tick)
+        result = process_session(entry, p.dataset_layout, p.preprocess_config, stats, tmp, tick, device)
         for path, key in ((result.parquet, session_key(entry)), (result.csv, session_key(entry, "csv"))):
             if path:
                 out.put_file(f"{p.staging}/{key}", path)
-        return session_record(result)
+        return {**session_record(result), "device": device}
 
 
 def gather(p: Plan, stats: NormStats, records: list[dict[str, Any]]) -> dict[str, Any]:

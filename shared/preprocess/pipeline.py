@@ -24,9 +24,11 @@ import pyarrow.parquet as pq
 
 from emgpose.errors import DataFormatError
 from emgpose.formats.session import SessionReader
+from emgpose.preprocess import kernel_path
 from emgpose.preprocess.config import PreprocessConfig
 from emgpose.preprocess.dataset import DatasetLayout, SessionEntry
 from emgpose.preprocess.features import feature_names
+from emgpose.preprocess.kernel_path import Device, KernelChain, KernelWindowStream
 from emgpose.preprocess.normalize import NormStats, RunningStats
 from emgpose.preprocess.signal import CausalChain, finite_rows
 from emgpose.preprocess.windows import DROP_REASONS, KEPT, WindowBatch, WindowStream, ik_failures
@@ -94,22 +96,34 @@ def session_stats(
     layout: DatasetLayout,
     config: PreprocessConfig,
     tick: Callable[[int], None] | None = None,
+    device: Device = "cpu",
 ) -> SessionStats:
-    """Z-score statistics of one training session's selected range (pass 1)."""
+    """Z-score statistics of one training session's selected range (pass 1).
+
+    ``device`` ``cuda`` (or ``emulate``) runs the chain and the column sums on our kernels
+    (:mod:`emgpose.preprocess.kernel_path`); the statistics agree with the CPU's to rounding.
+    """
     n_targets = len(layout.joint_names)
     acc = SessionStats(
         RunningStats(layout.num_channels), RunningStats(layout.num_channels), RunningStats(n_targets), entry.samples
     )
-    chain = CausalChain(config, layout.sample_rate, layout.num_channels, entry.url)
+    if device == "cpu":
+        chain: CausalChain | KernelChain = CausalChain(config, layout.sample_rate, layout.num_channels, entry.url)
+        add = RunningStats.update
+    else:
+        xp = kernel_path.array_module(device)
+        chain = KernelChain(config, layout.sample_rate, layout.num_channels, xp, entry.url)
+        add = kernel_path.add_rows
     invalid = 0
+    size = kernel_path.chunk_samples(config, device)
     with SessionReader(entry.path) as reader:
-        for chunk in reader.iter_chunks(config.chunk_samples, preroll_start(entry, config), entry.stop_index):
+        for chunk in reader.iter_chunks(size, preroll_start(entry, config), entry.stop_index):
             out = chain.process(chunk.emg)
             in_range = np.arange(chunk.offset, chunk.offset + len(chunk)) >= entry.start_index
             good = in_range & ~out.invalid
             invalid += int((in_range & out.invalid).sum())
-            acc.filtered.update(out.filtered, good)
-            acc.envelope.update(out.envelope, good)
+            add(acc.filtered, out.filtered, good)
+            add(acc.envelope, out.envelope, good)
             if n_targets and chunk.joint_angles is not None:
                 y = chunk.joint_angles
                 ok = in_range & finite_rows(y) & ~ik_failures(y, config.ik_failure_tol)
@@ -137,18 +151,16 @@ def process_session(
     stats: NormStats,
     workdir: str,
     tick: Callable[[int], None] | None = None,
+    device: Device = "cpu",
 ) -> SessionResult:
-    """Windows and features of one session, written to ``workdir`` (pass 2)."""
+    """Windows and features of one session, written to ``workdir`` (pass 2); ``device`` as in :func:`session_stats`."""
     columns = Columns.for_layout(layout, config)
-    stream = WindowStream(
-        config,
-        layout.sample_rate,
-        layout.num_channels,
-        stats,
-        num_targets=len(layout.joint_names),
-        with_label=layout.has_label,
-        source=entry.url,
-    )
+    options: dict = {"num_targets": len(layout.joint_names), "with_label": layout.has_label, "source": entry.url}
+    if device == "cpu":
+        stream = WindowStream(config, layout.sample_rate, layout.num_channels, stats, **options)
+    else:
+        xp = kernel_path.array_module(device)
+        stream = KernelWindowStream(config, layout.sample_rate, layout.num_channels, stats, xp=xp, **options)
     base = os.path.join(workdir, entry.row.filename)
     result = SessionResult(entry, SessionCounts(), f"{base}.parquet", f"{base}.csv" if config.output.csv else None)
     writer = TableWriter(result.parquet, columns.schema, result.csv)
@@ -156,7 +168,7 @@ def process_session(
     try:
         with SessionReader(entry.path) as reader:
             first = preroll_start(entry, config)
-            for chunk in reader.iter_chunks(config.chunk_samples, first, entry.stop_index):
+            for chunk in reader.iter_chunks(kernel_path.chunk_samples(config, device), first, entry.stop_index):
                 k = max(0, entry.start_index - chunk.offset)  # samples before the range: warm-up only
                 if k:
                     stream.warm_up(chunk.emg[:k])

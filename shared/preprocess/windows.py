@@ -50,7 +50,14 @@ def ik_failures(targets: np.ndarray, tol: float) -> np.ndarray:
 
 
 class WindowStream:
-    """Feeds EMG (and targets) through the chain, z-scores, and yields each new window's features."""
+    """Feeds EMG (and targets) through the chain, z-scores, and yields each new window's features.
+
+    The signals live in ``xp``'s arrays (NumPy here; :class:`emgpose.preprocess.kernel_path.KernelWindowStream`
+    keeps them on the device and computes the same chain and features with our kernels). Masks,
+    targets and the returned batch are always NumPy.
+    """
+
+    xp = np
 
     def __init__(
         self,
@@ -72,7 +79,7 @@ class WindowStream:
         self.num_channels = num_channels
         self._signals = {FEATURES[name].signal for name in config.features}
         # The last (length - 1) samples of each signal, so a window can span two chunks.
-        self._buf = {s: np.zeros((0, num_channels), dtype=np.float32) for s in self._signals}
+        self._buf = {s: self.xp.zeros((0, num_channels), dtype=np.float32) for s in self._signals}
         self._buf_invalid = np.zeros(0, dtype=bool)
         self._buf_ik = np.zeros(0, dtype=bool)
         self.seen = 0  # samples fed through push() (warm-up samples do not count)
@@ -91,29 +98,38 @@ class WindowStream:
         n = len(emg)
         if len(time) != n:
             raise InvalidInput(f"time has {len(time)} samples but EMG has {n}")
-        out = self.chain.process(emg)
-        signals = {}
-        if "filtered" in self._signals:
-            signals["filtered"] = self.stats.scale_filtered(out.filtered, np.float32)
-        if "envelope" in self._signals:
-            signals["envelope"] = self.stats.scale_envelope(out.envelope, np.float32)
+        signals, chunk_invalid = self._scaled_signals(emg)
         ik = np.zeros(n, dtype=bool)
         if self.num_targets and targets is not None:
             ik = ik_failures(targets, self.config.ik_failure_tol)
 
         base = self.seen - len(self._buf_invalid)  # stream index of the first buffered sample
-        joined = {s: np.concatenate([self._buf[s], signals[s]]) for s in self._signals}
-        invalid = np.concatenate([self._buf_invalid, out.invalid])
+        joined = {s: self.xp.concatenate([self._buf[s], signals[s]]) for s in self._signals}
+        invalid = np.concatenate([self._buf_invalid, chunk_invalid])
         ik_all = np.concatenate([self._buf_ik, ik])
         ends = self._window_ends(n)
         batch = self._make_batch(ends, base, joined, invalid, ik_all, time, targets, label)
-        batch.invalid_samples = int(out.invalid.sum())
+        batch.invalid_samples = int(chunk_invalid.sum())
 
         self._buf = {s: self._tail(joined[s]) for s in self._signals}
         self._buf_invalid = self._tail(invalid)
         self._buf_ik = self._tail(ik_all)
         self.seen += n
         return batch
+
+    def _scaled_signals(self, emg: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The chunk's z-scored float32 signals the features read, and its invalid-sample mask."""
+        out = self.chain.process(emg)
+        signals = {}
+        if "filtered" in self._signals:
+            signals["filtered"] = self.stats.scale_filtered(out.filtered, np.float32)
+        if "envelope" in self._signals:
+            signals["envelope"] = self.stats.scale_envelope(out.envelope, np.float32)
+        return signals, out.invalid
+
+    def _features(self, joined: dict[str, np.ndarray], starts: np.ndarray) -> np.ndarray:
+        """``(len(starts), n_features)`` float32 on the host for windows of ``joined`` at ``starts``."""
+        return compute_stream_features(joined, starts, self.length, self.config.features, self.config.zc_threshold)
 
     def _tail(self, x: np.ndarray) -> np.ndarray:
         return x[max(0, len(x) - (self.length - 1)) :]
@@ -129,9 +145,7 @@ class WindowStream:
         starts = local_end - (self.length - 1)
         n_features = len(self.config.features) * self.num_channels
         if len(ends):
-            features = compute_stream_features(
-                joined, starts, self.length, self.config.features, self.config.zc_threshold
-            )
+            features = self._features(joined, starts)
         else:
             features = np.zeros((0, n_features), dtype=np.float32)
         in_chunk = ends - self.seen  # index into this chunk's own arrays
