@@ -65,6 +65,21 @@ def test_submit_by_uri_and_train_on_a_preprocessed_dataset(gateway, synth_folder
     assert gateway.queued("preprocess") == 1 and gateway.queued("train") == 1
 
 
+def test_benchmark_jobs_go_to_the_train_queue_with_or_without_a_dataset(gateway, synth_folder: Path) -> None:
+    with gateway.client() as client:
+        synthetic = client.post("/v1/jobs", json={"type": "benchmark", "params": {"rounds": 20}})
+        assert synthetic.status_code == 202, synthetic.text
+        job = synthetic.json()
+        assert job["type"] == "benchmark" and job["dataset_id"] is None
+        assert job["params"]["configs"] == ["cpu", "gpu-builtin", "gpu-kernels", "gpu-kernels-objective"]
+        on_data = client.post("/v1/jobs", json={"type": "benchmark", "params": {"dataset": synth_folder.as_uri()}})
+        assert on_data.status_code == 202, on_data.text
+        missing = client.post("/v1/jobs", json={"type": "benchmark", "params": {"dataset": "file:///nowhere"}})
+        assert missing.status_code == 404 and "no raw dataset at" in missing.json()["detail"]
+        assert client.get("/v1/jobs", params={"type": "benchmark"}).json()["total"] == 2
+    assert gateway.queued("train") == 2 and gateway.queued("preprocess") == 0
+
+
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
@@ -99,6 +114,11 @@ def test_bad_references_queue_nothing(gateway, synth_folder: Path, body: dict, s
             ["body", "params", "config", "num_rounds"],
         ),  # noqa: E501
         ({"type": "sleep", "params": {}}, ["body"]),
+        ({"type": "benchmark", "params": {"configs": ["gpu-fast"]}}, ["body", "benchmark", "params", "configs", 0]),
+        (
+            {"type": "benchmark", "params": {"synthetic": {"users": 1}}},
+            ["body", "benchmark", "params", "synthetic", "users"],
+        ),
     ],
 )
 def test_invalid_bodies_are_422_with_the_field(gateway, body: dict, loc: list) -> None:

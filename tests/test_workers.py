@@ -139,3 +139,27 @@ def test_progress_and_stage_never_move_back_during_a_preprocess_job(stack_env, r
     ranks = [order.index(stage) for _, stage in seen]
     assert ranks == sorted(ranks), [s for _, s in seen]
     assert {"statistics", "windows"} <= {s for _, s in seen}
+
+
+def test_benchmark_job_writes_its_report_and_plots_and_reports_gpu_configs_skipped(stack_env):
+    from emgpose.store import open_store
+
+    params = {
+        "synthetic": {"users": 2, "stages": 2, "sessions": 1, "duration_s": 6.0, "channels": 4},
+        "configs": ["cpu", "gpu-kernels"],
+        "rounds": 5,
+    }
+    job = wait(submit("benchmark", params))
+    assert job.state == "succeeded", (job.error_type, job.error_message)
+    store = open_store(stack_env["STORE_URI"])
+    prefix = f"benchmarks/{job.id}"
+    assert sorted(store.list(prefix)) == [
+        f"{prefix}/{n}" for n in ("accuracy.png", "memory.png", "report.json", "stages.png")
+    ]
+    report = json.loads(store.get_bytes(f"{prefix}/report.json"))
+    assert report["job"] == job.id and report["device"] is None
+    cpu = report["configs"]["cpu"]
+    assert set(cpu["seconds"]) == {"read", "transfer", "filter", "envelope", "features", "train", "predict"}
+    assert cpu["windows"]["train"] > 0 and cpu["accuracy"]["mae_deg"] > 0
+    assert "no CUDA device" in report["configs"]["gpu-kernels"]["skipped"]
+    assert job.result["report"].endswith(f"{prefix}/report.json") and len(job.result["plots"]) == 3

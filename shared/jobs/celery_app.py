@@ -29,6 +29,7 @@ PREPROCESS_WINDOWS = "emgpose.preprocess.windows"
 PREPROCESS_GATHER = "emgpose.preprocess.gather"
 TRAIN = "emgpose.train.fit"
 EVALUATE = "emgpose.train.evaluate"
+BENCHMARK = "emgpose.bench.compare"  # the comparative study: on the train queue, where the GPU workers are
 
 ROUTES = {
     PREPROCESS_START: "preprocess",
@@ -38,6 +39,7 @@ ROUTES = {
     PREPROCESS_GATHER: "preprocess",
     TRAIN: "train",
     EVALUATE: "train",
+    BENCHMARK: "train",
 }
 
 

@@ -37,7 +37,7 @@ from emgpose.jobs.schemas import TERMINAL
 
 log = logging.getLogger(__name__)
 
-ENTRY = {"preprocess": "plan", "train": "run", "evaluate": "run"}
+ENTRY = {"preprocess": "plan", "train": "run", "evaluate": "run", "benchmark": "run"}
 TASKS = {
     ("preprocess", "plan"): tasks.PREPROCESS_START,
     ("preprocess", "stats"): tasks.PREPROCESS_STATS,
@@ -46,6 +46,7 @@ TASKS = {
     ("preprocess", "gather"): tasks.PREPROCESS_GATHER,
     ("train", "run"): tasks.TRAIN,
     ("evaluate", "run"): tasks.EVALUATE,
+    ("benchmark", "run"): tasks.BENCHMARK,
 }
 PER_PART = ("stats", "windows")  # their tasks take the part number after the job id
 

@@ -24,6 +24,7 @@ from emgpose.formats.metadata import METADATA_FILE
 from emgpose.jobs import repo, units
 from emgpose.jobs.celery_app import send
 from emgpose.jobs.schemas import (
+    BenchmarkJob,
     EvaluateJob,
     JobPublic,
     JobsPublic,
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 JobId = Annotated[str, Path(description="A job id from POST or GET /v1/jobs", max_length=32)]
-NEEDS = {"preprocess": "raw", "train": "preprocessed", "evaluate": "preprocessed"}
+NEEDS = {"preprocess": "raw", "train": "preprocessed", "evaluate": "preprocessed", "benchmark": "raw"}
 MARKER = {"raw": METADATA_FILE, "preprocessed": SUMMARY_FILE}  # the file that marks each kind at a URI
 
 EXAMPLES = {
@@ -73,16 +74,21 @@ EXAMPLES = {
             "params": {"model": "hand@latest", "dataset": "7c1e2d3f4a5b6c7d8e9f0a1b2c3d4e5f"},
         },
     },
+    "benchmark": {
+        "summary": "Compare the CPU chain, CuPy's and our kernels on a synthetic dataset (report.json and plots)",
+        "value": {"type": "benchmark", "params": {"synthetic": {"users": 4, "sessions": 2, "duration_s": 60}}},
+    },
 }
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "no such job, dataset or model"},
     409: {"model": ErrorResponse, "description": "wrong dataset kind or state, a reused key, or a finished job"},
     503: {"model": ErrorResponse, "description": "the database or the job broker is not reachable"},
 }
-JobBody = Annotated[PreprocessJob | TrainJob | EvaluateJob, Body(discriminator="type", openapi_examples=EXAMPLES)]
+AnyJob = PreprocessJob | TrainJob | EvaluateJob | BenchmarkJob
+JobBody = Annotated[AnyJob, Body(discriminator="type", openapi_examples=EXAMPLES)]
 
 
-def check_references(session: Session, body: PreprocessJob | TrainJob | EvaluateJob, settings: Settings) -> str | None:
+def check_references(session: Session, body: AnyJob, settings: Settings) -> str | None:
     """Refuses a job whose inputs do not exist or do not fit (nothing queued); returns the dataset's id."""
     if isinstance(body, TrainJob):
         try:
@@ -94,6 +100,8 @@ def check_references(session: Session, body: PreprocessJob | TrainJob | Evaluate
     if isinstance(body, EvaluateJob):
         ref = parse_model_ref(body.params.model, settings.store_uri)
         ref.registry.resolve(ref.name, ref.version)
+    if isinstance(body, BenchmarkJob) and body.params.dataset is None:
+        return None  # the worker generates the synthetic dataset the study runs on
     kind = NEEDS[body.type]
     uri, dataset_id = repo.resolve_dataset(session, body.params.dataset, kind)
     if dataset_id is None:  # a URI nobody registered: look at what is there
@@ -165,7 +173,7 @@ def _send(celery: Celery, session: Session, job: Job, settings: Settings) -> Non
 @router.get("", response_model=JobsPublic, summary="List jobs, newest first", responses={503: ERRORS[503]})
 def list_jobs(
     session: SessionDep,
-    type: Annotated[JobType | None, Query(description="preprocess, train or evaluate")] = None,
+    type: Annotated[JobType | None, Query(description="preprocess, train, evaluate or benchmark")] = None,
     state: Annotated[JobState | None, Query(description="queued, running, succeeded, failed or cancelled")] = None,
     dataset_id: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
