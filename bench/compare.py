@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-from emgpose.study import CONFIGS, STAGES, StudyOptions, run_study, save
+from emgpose.study import CONFIGS, STAGES, StudyOptions, run_study, save, write_plots
 from emgpose.synth import SynthConfig, write_dataset
 
 
@@ -54,26 +54,37 @@ def main() -> None:
     parser.add_argument("--xgb-windows", type=int, default=0, help="also XGBoost CPU vs CUDA at this many windows")
     parser.add_argument("--xgb-rounds", type=int, default=5)
     parser.add_argument("--out", default=f"out/compare-{time.strftime('%Y%m%dT%H%M%S')}")
+    parser.add_argument("--no-plots", action="store_true", help="write report.json only")
+    parser.add_argument("--plots-from", metavar="REPORT", help="only draw the plots of an earlier report.json")
     args = parser.parse_args()
+    if args.plots_from:
+        report = json.loads(open(args.plots_from).read())
+        print(table(report))
+        print("wrote " + ", ".join(write_plots(report, os.path.dirname(os.path.abspath(args.plots_from)))))
+        return
 
     with tempfile.TemporaryDirectory(prefix="emgpose-compare-") as tmp:
         data = args.data
-        if data is None:
+        if data is None and not [name for name in args.configs.split(",") if name]:
+            data = "(none: XGBoost only)"
+        elif data is None:
             data = os.path.join(tmp, "data")
             synth = SynthConfig(users=args.users, stages=args.stages, sessions=args.sessions, duration_s=args.duration)
             started = time.perf_counter()
-            print(f"generating {args.users * args.stages * args.sessions} sessions x {args.duration:g} s ...", flush=True)
+            print(
+                f"generating {args.users * args.stages * args.sessions} sessions x {args.duration:g} s ...", flush=True
+            )
             write_dataset(synth, data)
             print(f"  done in {time.perf_counter() - started:.1f} s", flush=True)
         report = run_study(
             data,
-            args.configs.split(","),
+            [name for name in args.configs.split(",") if name],
             StudyOptions(rounds=args.rounds, nthread=args.nthread),
             xgb_windows=args.xgb_windows,
             xgb_rounds=args.xgb_rounds,
             progress=lambda message: print(message, flush=True),
         )
-    paths = save(report, args.out)
+    paths = save(report, args.out, plots=not args.no_plots)
     print(table(report))
     print("wrote " + ", ".join(paths))
     failed = [name for name, result in report["configs"].items() if "error" in result]

@@ -664,12 +664,12 @@ def write_plots(report: dict[str, Any], folder: str | os.PathLike) -> list[str]:
     return paths
 
 
-def save(report: dict[str, Any], folder: str | os.PathLike) -> list[str]:
-    """``report.json`` and the plots in ``folder``; returns every path written."""
+def save(report: dict[str, Any], folder: str | os.PathLike, plots: bool = True) -> list[str]:
+    """``report.json`` and (unless ``plots`` is false) the plots in ``folder``; returns every path written."""
     where = Path(folder)
     where.mkdir(parents=True, exist_ok=True)
     (where / "report.json").write_text(json.dumps(report, indent=2))
-    return [str(where / "report.json"), *write_plots(report, where)]
+    return [str(where / "report.json"), *(write_plots(report, where) if plots else [])]
 
 
 def main(argv: list[str]) -> None:

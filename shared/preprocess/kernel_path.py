@@ -76,7 +76,7 @@ class KernelChain:
             raise InvalidInput(f"{source}: need at least one EMG channel, got {num_channels}")
         self.config, self.num_channels, self.xp = config, num_channels, xp
         self.sos = design_sos(config, sample_rate, source)
-        self._sos = None if self.sos is None else xp.asarray(self.sos)
+        self._sos = self.sos  # on the host: the blocked scan computes its transition powers there
         self._zi: Any = None
         self._history = xp.zeros((config.moving_average - 1, num_channels), dtype=np.float64)
         mean, std = envelope_stats or ([0.0] * num_channels, [1.0] * num_channels)
