@@ -3,6 +3,11 @@
 Regression learns the z-scored joint angles (all joints at once); classification learns class
 probabilities (``multi:softprob``, also for two classes, so there is one code path). ``device`` is the
 only thing that differs between CPU (``hist``) and GPU (``hist`` on ``cuda``) training.
+
+Regression may instead train with our weighted pseudo-Huber objective (``objective="pseudo_huber"``,
+:mod:`emgpose.train.objective`: the CUDA kernel on ``cuda``, its NumPy twin on ``cpu``), evaluated by the
+per-joint MAE. Features and targets may be CuPy arrays: the matrices are then built on the device
+(``docs/xgboost-device.md`` lists what XGBoost still copies to the host).
 """
 
 from __future__ import annotations
@@ -11,18 +16,20 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import xgboost as xgb
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from emgpose.errors import InvalidInput
+from emgpose.train.objective import JointMAE, PseudoHuberObjective
 
 log = logging.getLogger(__name__)
 
 Task = Literal["regression", "classification"]
 Strategy = Literal["one_output_per_tree", "multi_output_tree"]
+Objective = Literal["squared_error", "pseudo_huber"]
 RoundProgress = Callable[[int, int, str], None]  # (rounds done, rounds planned, stage)
 
 
@@ -44,6 +51,20 @@ class BoostConfig(BaseModel):
     multi_strategy: Strategy = "one_output_per_tree"
     seed: int = 0
     nthread: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
+    objective: Objective = Field("squared_error", description="regression loss (classification: multi:softprob)")
+    huber_delta: float = Field(1.0, gt=0, allow_inf_nan=False, description="pseudo-Huber delta, z-scored units")
+    joint_weights: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = Field(
+        None, min_length=1, description="pseudo_huber only: one weight per joint (default: all 1)"
+    )
+
+    @model_validator(mode="after")
+    def _weights_need_pseudo_huber(self) -> BoostConfig:
+        if self.joint_weights is not None:
+            if self.objective != "pseudo_huber":
+                raise ValueError("joint_weights applies to objective=pseudo_huber only")
+            if not any(w > 0 for w in self.joint_weights):
+                raise ValueError("joint_weights must hold at least one weight > 0")
+        return self
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "training parameters") -> BoostConfig:
@@ -68,8 +89,19 @@ class BoostConfig(BaseModel):
         }
         if self.nthread:
             params["nthread"] = self.nthread
-        if task == "regression":
+        if task == "regression" and self.objective == "pseudo_huber":
+            # The gradients come from our objective (fit's obj=); naming XGBoost's own pseudo-Huber here
+            # records the loss and its delta in the saved model, and the metric is fit's custom MAE.
+            params.update(
+                objective="reg:pseudohubererror",
+                huber_slope=self.huber_delta,
+                disable_default_eval_metric=True,
+                multi_strategy=self.multi_strategy,
+            )
+        elif task == "regression":
             params.update(objective="reg:squarederror", eval_metric="rmse", multi_strategy=self.multi_strategy)
+        elif self.objective == "pseudo_huber":
+            raise InvalidInput("objective=pseudo_huber is for regression only; classification trains multi:softprob")
         else:
             params.update(objective="multi:softprob", eval_metric="mlogloss", num_class=num_class)
         return params
@@ -117,9 +149,41 @@ class _Hooks(xgb.callback.TrainingCallback):
         return False
 
 
-def matrix(x: np.ndarray, y: np.ndarray | None = None, ref: xgb.DMatrix | None = None) -> xgb.DMatrix:
-    """A histogram-ready matrix (quantised once, the memory-light form for ``hist``)."""
-    return xgb.QuantileDMatrix(np.ascontiguousarray(x, dtype=np.float32), label=y, ref=ref)
+def on_device(array: Any) -> bool:
+    """True for a CuPy (or any ``__cuda_array_interface__``) array."""
+    return hasattr(array, "__cuda_array_interface__")
+
+
+def _float32(x: Any) -> Any:
+    """``x`` as C-contiguous float32 on its own side: NumPy on the host, CuPy on the device (no copy across)."""
+    if on_device(x):
+        import cupy
+
+        return cupy.ascontiguousarray(x, dtype=cupy.float32)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def matrix(x: Any, y: Any | None = None, ref: xgb.DMatrix | None = None) -> xgb.DMatrix:
+    """A histogram-ready matrix (quantised once, the memory-light form for ``hist``). ``x`` and ``y`` may
+    be CuPy arrays (features straight from our kernels): XGBoost then reads them on the device."""
+    return xgb.QuantileDMatrix(_float32(x), label=y, ref=ref)
+
+
+def _joints(y: Any) -> int:
+    return int(y.shape[1]) if y.ndim == 2 else 1
+
+
+def _custom_objective(
+    config: BoostConfig, task: Task, y_train: Any
+) -> tuple[PseudoHuberObjective | None, JointMAE | None]:
+    """Our objective and metric for ``objective="pseudo_huber"`` (``(None, None)`` otherwise)."""
+    if config.objective != "pseudo_huber" or task != "regression":  # xgb_params refuses classification
+        return None, None
+    joints = _joints(y_train)
+    if config.joint_weights is not None and len(config.joint_weights) != joints:
+        raise InvalidInput(f"joint_weights has {len(config.joint_weights)} values but the targets have {joints} joints")
+    objective = PseudoHuberObjective(y_train, config.huber_delta, config.joint_weights, device=config.device)
+    return objective, JointMAE(config.device)
 
 
 def fit(
@@ -146,11 +210,18 @@ def fit(
         raise InvalidInput("no training windows: the training split is empty")
     started = time.perf_counter()
     params = config.xgb_params(task, num_class)
+    objective, custom_metric = _custom_objective(config, task, y_train)
+    if objective is not None and init_model is None:
+        params["base_score"] = objective.intercept()  # a continued model keeps its own intercept
     dtrain = matrix(x_train, y_train)
     evals = [(dtrain, "train")]
     has_val = x_val is not None and y_val is not None and len(x_val) > 0
     if has_val:
         evals.append((matrix(x_val, y_val, ref=dtrain), "val"))
+    if custom_metric is not None:
+        custom_metric.add(dtrain, y_train)
+        if has_val:
+            custom_metric.add(evals[1][0], y_val)
     prior = init_model.num_boosted_rounds() if init_model is not None else 0
     hooks = _Hooks(prior + config.num_rounds, progress, cancelled, checkpoint, checkpoint_every)
     history: dict[str, dict[str, list[float]]] = {}
@@ -164,6 +235,8 @@ def fit(
         verbose_eval=False,
         xgb_model=init_model,
         callbacks=[hooks],
+        obj=objective,
+        custom_metric=custom_metric,
     )
     if hooks.stopped_by_cancel:
         raise Cancelled(f"training cancelled after {booster.num_boosted_rounds()} rounds")
@@ -172,7 +245,7 @@ def fit(
     if has_val and booster.attr("best_iteration") is not None:
         best = int(booster.attr("best_iteration")) + 1
         booster = booster[:best]
-    metric = params["eval_metric"]
+    metric = custom_metric.name if custom_metric is not None else params["eval_metric"]
     log.info("boosted %d rounds (kept %d) in %.1f s", rounds_run - prior, best, time.perf_counter() - started)
     return FitResult(
         booster=booster,
@@ -184,10 +257,14 @@ def fit(
     )
 
 
-def predict(booster: xgb.Booster, x: np.ndarray, outputs: int) -> np.ndarray:
-    """Raw model output: z-scored angles ``(n, J)`` or class probabilities ``(n, C)``, float64."""
+def predict(booster: xgb.Booster, x: Any, outputs: int) -> np.ndarray:
+    """Raw model output: z-scored angles ``(n, J)`` or class probabilities ``(n, C)``, float64 NumPy.
+
+    ``x`` may be a CuPy array: XGBoost predicts on the device (with a ``cuda`` booster) and only the
+    ``(n, outputs)`` result comes back to the host.
+    """
     if len(x) == 0:
         return np.zeros((0, outputs))
-    out = booster.inplace_predict(np.ascontiguousarray(x, dtype=np.float32))
-    out = np.asarray(out, dtype=np.float64)
+    out = booster.inplace_predict(_float32(x))
+    out = np.asarray(out.get() if on_device(out) else out, dtype=np.float64)
     return out[:, None] if out.ndim == 1 else out
