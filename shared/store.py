@@ -147,6 +147,11 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def move(self, src: str, dst: str) -> None: ...
 
+    def sweep(self, prefix: str) -> None:
+        """Removes every object below the folder ``prefix`` (a job's private staging area)."""
+        for key in self.list(prefix):
+            self.delete(key)
+
     def put_bytes(self, key: str, data: bytes) -> None:
         with self.open_write(key) as f:
             f.write(data)
@@ -232,6 +237,14 @@ class LocalStore(ObjectStore):
         with contextlib.suppress(FileNotFoundError, IsADirectoryError):
             os.remove(path)
             self._prune(path)
+
+    def sweep(self, prefix: str) -> None:
+        """Also removes the temporary files a writer killed mid-write left there (``.tmp-*``)."""
+        path = self._path(_folder(prefix)) if prefix.strip("/") else self.root
+        if path == self.root:
+            raise InvalidInput("sweep needs a folder below the store's root, not the root itself")
+        shutil.rmtree(path, ignore_errors=True)
+        self._prune(path)
 
     def move(self, src: str, dst: str) -> None:
         source, target = self._path(src), self._path(dst)

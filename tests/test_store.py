@@ -279,3 +279,17 @@ def test_missing_bucket_is_not_found(s3_server: str, tmp_path: Path) -> None:
     for call in calls:
         with pytest.raises(NotFound, match="no bucket 'no-such-bucket-here'"):
             call()
+
+
+def test_sweep_removes_a_folder_and_what_killed_writers_left(store_uri: str) -> None:
+    store = open_store(store_uri)
+    for key in ("job/a.bin", "job/sessions/b.bin", "jobs-other/c.bin"):
+        store.put_bytes(key, b"x")
+    if isinstance(store, LocalStore):  # a writer SIGKILLed mid-write leaves its temporary file
+        Path(store.root, "job", "sessions", ".tmp-killed").write_bytes(b"half")
+    store.sweep("job")
+    assert store.list() == ["jobs-other/c.bin"]
+    if isinstance(store, LocalStore):
+        assert not Path(store.root, "job").exists()
+        with pytest.raises(InvalidInput, match="not the root"):
+            store.sweep("")

@@ -187,11 +187,10 @@ def gather(p: Plan, stats: NormStats, records: list[dict[str, Any]]) -> dict[str
     for key in [*keys, MASTER_KEY, STATS_KEY]:
         out.move(f"{p.staging}/{key}", key)
     out.move(f"{p.staging}/{SUMMARY_KEY}", SUMMARY_KEY)
+    out.sweep(p.staging)  # what a worker killed mid-write left behind
     return summary
 
 
 def discard(p: Plan) -> None:
     """Removes a failed or cancelled job's staged objects; the promoted outputs stay as they were."""
-    out = open_store(p.out_uri)
-    for key in out.list(p.staging):
-        out.delete(key)
+    open_store(p.out_uri).sweep(p.staging)
