@@ -206,7 +206,7 @@ def _stage_tables(out: ObjectStore, staging: str, staged: list[str], results: li
     staged.append(MASTER_KEY)
 
 
-def session_record(result: SessionResult) -> dict[str, Any]:
+def session_record(result: SessionResult, device: str = "cpu") -> dict[str, Any]:
     entry, counts = result.entry, result.counts
     row = entry.row
     return {
@@ -222,6 +222,7 @@ def session_record(result: SessionResult) -> dict[str, Any]:
         "windows_kept": counts.windows_kept,
         "windows_dropped": counts.dropped,
         "output": session_key(entry),
+        "device": device,  # where the chain and the features ran
     }
 
 

@@ -151,7 +151,7 @@ def windows_part(
         for path, key in ((result.parquet, session_key(entry)), (result.csv, session_key(entry, "csv"))):
             if path:
                 out.put_file(f"{p.staging}/{key}", path)
-        return {**session_record(result), "device": device}
+        return session_record(result, device)
 
 
 def gather(p: Plan, stats: NormStats, records: list[dict[str, Any]]) -> dict[str, Any]:
