@@ -265,3 +265,18 @@ def test_train_and_load_through_s3(train_synth, s3_store_uri):
         "plots/traces.png",
         "report.json",
     ]
+
+
+def test_small_data_chooses_rounds_by_cross_validation_and_refits_on_every_training_window(tmp_path):
+    write_dataset(SynthConfig(users=2, stages=2, sessions=1, duration_s=8.0, channels=4, seed=4), str(tmp_path / "r"))
+    run_preprocess(str(tmp_path / "r"), str(tmp_path / "p"))
+    config = boost.BoostConfig(num_rounds=40, nthread=1, early_stopping_rounds=5)
+    result = run_train(str(tmp_path / "p"), str(tmp_path / "store"), "small", config=config)
+    report = json.loads(Path(result["report"].removeprefix("file://")).read_text())
+    assert report["split"]["rules"]["val"].startswith("cross-validation")
+    assert "val" not in report["split"]["windows"]
+    cv = report["training"]["cross_validation"]
+    assert len(cv["folds"]) == 4 and 1 <= cv["rounds"] <= 40
+    assert cv["rounds"] == int(np.median([f["best_round"] for f in cv["folds"]]))
+    assert report["training"]["rounds_run"] == cv["rounds"]  # the refit boosts exactly the chosen rounds
+    assert all(f["train_windows"] < report["split"]["windows"]["train"] for f in cv["folds"])

@@ -85,7 +85,7 @@ def _table(users, sessions, ends, split="train"):
 
 def test_without_metadata_splits_users_are_held_out_first():
     users = [f"u{i}" for i in range(10) for _ in range(3)]
-    split = assign_splits(_table(users, users, list(range(30))), window_length=5)
+    split = assign_splits(_table(users, users, list(range(30))), window_length=5, small_windows=0)
     held = {u for u, s in zip(users, split.assignment, strict=True) if s != "train"}
     assert split.rules["test"].startswith("users u8, u9") and split.rules["val"].startswith("users u6, u7")
     assert held == {"u6", "u7", "u8", "u9"}
@@ -93,14 +93,14 @@ def test_without_metadata_splits_users_are_held_out_first():
 
 def test_one_user_is_split_by_session():
     sessions = ["a"] * 4 + ["b"] * 4 + ["c"] * 4 + ["d"] * 4 + ["e"] * 4
-    split = assign_splits(_table(["u"] * 20, sessions, list(range(20))), window_length=5)
+    split = assign_splits(_table(["u"] * 20, sessions, list(range(20))), window_length=5, small_windows=0)
     assert split.rules["test"].startswith("sessions e") and split.rules["val"].startswith("sessions d")
     assert list(split.assignment[-8:]) == ["val"] * 4 + ["test"] * 4
 
 
 def test_one_session_is_split_in_time_with_a_gap_of_one_window():
     ends = np.arange(99, 10_000, 50)  # windows of 100 samples every 50
-    split = assign_splits(_table(["u"] * len(ends), ["s"] * len(ends), ends), window_length=100)
+    split = assign_splits(_table(["u"] * len(ends), ["s"] * len(ends), ends), window_length=100, small_windows=0)
     a = split.assignment
     assert split.rules["test"].startswith("chronological")
     first_test = ends[a == "test"].min()
@@ -117,3 +117,37 @@ def test_metadata_splits_are_kept_as_given():
     table.ids["split"] = np.asarray(["train", "val", "test"], dtype=object)
     split = assign_splits(table, 1)
     assert list(split.assignment) == ["train", "val", "test"] and split.rules == {"test": "metadata", "val": "metadata"}
+
+
+def test_three_users_or_fewer_never_lose_a_whole_user_to_a_held_out_split():
+    users = ["u1"] * 40 + ["u2"] * 40 + ["u3"] * 40
+    ends = list(range(99, 99 + 50 * 40, 50)) * 3
+    split = assign_splits(_table(users, users, ends), window_length=100, small_windows=0)  # one session each
+    assert split.rules["test"].startswith("chronological: last 20% of each session")
+    assert split.rules["val"].startswith("chronological")
+    for user in ("u1", "u2", "u3"):
+        mine = split.assignment[np.asarray(users) == user]
+        assert {"train", "val", "test"} <= set(mine)  # each user is in every part
+    two_sessions = [f"{u}-{k}" for u in ("u1", "u2") for k in (1, 2) for _ in range(20)]
+    split = assign_splits(_table([s[:2] for s in two_sessions], two_sessions, ends[:80]), 100, small_windows=0)
+    assert split.rules["test"] == "sessions u2-2 (the metadata has no test split)"  # u2 keeps u2-1
+
+
+def test_small_data_is_validated_by_blocked_folds_with_a_gap_and_no_val_part():
+    ends = np.arange(99, 99 + 25 * 60, 25)  # 60 windows of 100 samples every 25, in each of two sessions
+    table = _table(["u"] * 120, ["a"] * 60 + ["b"] * 60, np.concatenate([ends, ends]))
+    table.ids["split"][100:] = "test"
+    split = assign_splits(table, window_length=100)
+    assert split.rules["test"] == "metadata" and split.rules["val"].startswith("cross-validation: 100 training")
+    assert not split.rows("val").any() and split.rows("train").sum() == 100  # every training window is used
+    assert len(split.folds) == 4
+    seen = np.concatenate([val for _, val in split.folds])
+    assert sorted(seen.tolist()) == np.flatnonzero(split.rows("train")).tolist()  # each once
+    for train, val in split.folds:
+        assert not set(train) & set(val)
+        for session in ("a", "b"):
+            v = val[table.ids["session"][val] == session]
+            t = train[table.ids["session"][train] == session]
+            first_val_sample, last_val_sample = table.window_end[v].min() - 99, table.window_end[v].max()
+            starts, stops = table.window_end[t] - 99, table.window_end[t]
+            assert ((stops < first_val_sample) | (starts > last_val_sample)).all()  # no shared sample

@@ -1,9 +1,17 @@
 """A preprocessed dataset as training sees it: the window table, its layout, and the train/val/test split.
 
 Splits come from the metadata (the table's ``split`` column). Where the metadata gives no held-out rows,
-they are carved from the training rows by the coarsest unit that exists: whole users, else whole
-sessions, else (one session) chronologically with a gap of one window. Never random rows: neighbouring
-windows overlap, so a random split would leak the test signal into training.
+they are carved from the training rows by the coarsest unit that exists: whole users (only with more than
+:data:`SMALL_USERS` of them: with three or fewer, holding one out would drop a third of the people), else
+whole sessions (only while every user keeps one), else the last part of each session in time with a gap
+of one window. Never random rows: neighbouring windows overlap, so a random split would leak the test
+signal into training.
+
+Small data (fewer than :data:`SMALL_WINDOWS` training windows) gets no validation part at all: the rounds
+are chosen by blocked chronological cross-validation (:data:`CV_FOLDS` blocks per session in time, one
+window's gap on each side of the validation block) and the model is then refitted on every training
+window (:mod:`emgpose.train.validation`). Carving a fifth of 100 windows out for early stopping costs more
+than the early stopping gains.
 """
 
 from __future__ import annotations
@@ -26,6 +34,9 @@ from emgpose.preprocess.pipeline import MASTER_KEY, SUMMARY_FORMAT, SUMMARY_KEY
 from emgpose.store import open_store
 
 HOLDOUT_SHARE = 0.2  # share of users, sessions or time carved out when the metadata has no held-out rows
+SMALL_USERS = 3  # with this many users or fewer, no whole user is held out
+SMALL_WINDOWS = 20_000  # fewer training windows than this: validation by cross-validation, then a refit
+CV_FOLDS = 4  # blocks per session in time for that cross-validation
 ID_COLUMNS = ("session", "user", "stage", "split", "generalization")
 
 
@@ -158,6 +169,8 @@ class Split:
 
     assignment: np.ndarray  # (n,) object array of split names
     rules: dict[str, str]  # "val"/"test" -> "metadata" | "users ..." | "sessions ..." | "chronological ..."
+    # Cross-validation instead of a val part: (training rows, validation rows) per fold, table indices.
+    folds: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
     def rows(self, name: str) -> np.ndarray:
         return self.assignment == name
@@ -167,42 +180,108 @@ class Split:
         return {str(k): int(v) for k, v in zip(names, counts, strict=True)}
 
 
-def assign_splits(table: WindowTable, window_length: int) -> Split:
-    """Uses the metadata's splits, carving test, then val, out of train where none is given."""
+def assign_splits(table: WindowTable, window_length: int, small_windows: int = SMALL_WINDOWS) -> Split:
+    """Uses the metadata's splits, carving test, then val, out of train where none is given.
+
+    With fewer than ``small_windows`` training windows left after the test part, validation is by
+    cross-validation (``Split.folds``) rather than a carved val part.
+    """
     assignment = np.asarray(table.ids["split"], dtype=object).copy()
     rules: dict[str, str] = {}
+    folds: list[tuple[np.ndarray, np.ndarray]] = []
     for target in ("test", "val"):
         if (assignment == target).any():
             rules[target] = "metadata"
             continue
+        pool = assignment == "train"
+        if target == "val" and pool.sum() < small_windows:
+            folds = blocked_folds(table, pool, window_length)
+            if folds:
+                rules["val"] = (
+                    f"cross-validation: {pool.sum()} training windows (< {small_windows}), {len(folds)} blocks "
+                    f"per session in time with one window's gap; rounds chosen there, then refitted on all"
+                )
+                continue
         rules[target] = _carve(table, assignment, target, window_length)
     if not (assignment == "train").any():
         raise InvalidInput("no training windows are left after the split; the dataset needs more data")
-    return Split(assignment, rules)
+    return Split(assignment, rules, folds)
 
 
 def _carve(table: WindowTable, assignment: np.ndarray, target: str, window_length: int) -> str:
     """Moves the last share of the training users/sessions/time to ``target``; returns the rule used."""
     pool = assignment == "train"
-    for unit in ("user", "session"):
-        values = sorted(set(table.ids[unit][pool]) - {""})
-        if len(values) >= 2:
-            k = max(1, math.floor(len(values) * HOLDOUT_SHARE + 0.5))
-            held = values[-k:]
-            assignment[pool & np.isin(table.ids[unit], held)] = target
-            return f"{unit}s {', '.join(map(str, held))} (the metadata has no {target} split)"
+    users = sorted(set(table.ids["user"][pool]) - {""})
+    if len(users) > SMALL_USERS:
+        k = max(1, math.floor(len(users) * HOLDOUT_SHARE + 0.5))
+        held = users[-k:]
+        assignment[pool & np.isin(table.ids["user"], held)] = target
+        return f"users {', '.join(map(str, held))} (the metadata has no {target} split)"
+    sessions = sorted(set(table.ids["session"][pool]) - {""})
+    if len(sessions) >= 2:
+        k = max(1, math.floor(len(sessions) * HOLDOUT_SHARE + 0.5))
+        held = sessions[-k:]
+        kept = pool & ~np.isin(table.ids["session"], held)
+        if set(table.ids["user"][kept]) == set(table.ids["user"][pool]):  # every user keeps a session
+            assignment[pool & np.isin(table.ids["session"], held)] = target
+            return f"sessions {', '.join(map(str, held))} (the metadata has no {target} split)"
     return _carve_in_time(table, assignment, pool, target, window_length)
 
 
-def _carve_in_time(table: WindowTable, assignment: np.ndarray, pool: np.ndarray, target: str, length: int) -> str:
-    """One session: the last share of its windows in time, with one window's gap before them."""
+def _by_session(table: WindowTable, pool: np.ndarray) -> list[np.ndarray]:
+    """The pool's rows grouped per session (file), each group in time order."""
     rows = np.flatnonzero(pool)
-    if len(rows) < 3:
+    groups = []
+    for session in sorted(set(table.ids["session"][rows])):
+        mine = rows[table.ids["session"][rows] == session]
+        groups.append(mine[np.argsort(table.window_end[mine], kind="stable")])
+    return groups
+
+
+def _carve_in_time(table: WindowTable, assignment: np.ndarray, pool: np.ndarray, target: str, length: int) -> str:
+    """The last share of every session's windows in time, each with one window's gap before it."""
+    carved = 0
+    for rows in _by_session(table, pool):
+        if len(rows) < 3:
+            continue
+        ends = table.window_end[rows]
+        cut = np.quantile(ends, 1.0 - HOLDOUT_SHARE, method="lower")
+        first_held_start = cut - length + 1  # first sample a held-out window sees
+        assignment[rows[ends >= cut]] = target
+        # A training window must end one whole window before the first held-out window starts.
+        assignment[rows[(ends < cut) & (ends >= first_held_start - length)]] = "gap"
+        carved += 1
+    if not carved:
         return f"none (too few training windows to carve a {target} split)"
-    ends = table.window_end[rows]
-    cut = np.quantile(ends, 1.0 - HOLDOUT_SHARE, method="lower")
-    first_held_start = cut - length + 1  # first sample a held-out window sees
-    assignment[rows[ends >= cut]] = target
-    # A training window must end one whole window before the first held-out window starts.
-    assignment[rows[(ends < cut) & (ends >= first_held_start - length)]] = "gap"
-    return f"chronological: last {HOLDOUT_SHARE:.0%} of the session in time, one window's gap before it"
+    return f"chronological: last {HOLDOUT_SHARE:.0%} of each session in time, one window's gap before it"
+
+
+def blocked_folds(
+    table: WindowTable, pool: np.ndarray, length: int, k: int = CV_FOLDS
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Blocked chronological cross-validation folds over the ``pool`` rows.
+
+    Each session's windows, in time order, are cut into ``k`` contiguous blocks; fold ``i`` validates on
+    every session's block ``i`` and trains on the rest, minus the windows that share a sample with the
+    validation block (the gap: a window ending within ``length - 1`` samples of the block on either side).
+    Folds left without training or validation rows are dropped; fewer than two folds gives none.
+    """
+    sessions = _by_session(table, pool)
+    folds = []
+    for i in range(k):
+        val_rows, blocked = [], np.zeros(len(table), dtype=bool)
+        for rows in sessions:
+            block = np.array_split(rows, k)[i]
+            if len(block) == 0:
+                continue
+            val_rows.append(block)
+            ends = table.window_end[rows]
+            first, last = table.window_end[block].min(), table.window_end[block].max()
+            blocked[rows[(ends >= first - length + 1) & (ends <= last + length - 1)]] = True
+        if not val_rows:
+            continue
+        val = np.concatenate(val_rows)
+        train = np.flatnonzero(pool & ~blocked)
+        if len(train) >= 2 and len(val) >= 1:
+            folds.append((train, np.sort(val)))
+    return folds if len(folds) >= 2 else []

@@ -28,6 +28,7 @@ from emgpose.train.bundle import Bundle, Registry, check_name, new_version, pars
 from emgpose.train.coverage import FeatureRange, coverage_report
 from emgpose.train.data import PreprocessedDataset, assign_splits, load_preprocessed
 from emgpose.train.evaluate import MODEL, Task, evaluate, fit_baselines, headline, report, write_plots
+from emgpose.train.validation import rounds_by_cv
 
 log = logging.getLogger(__name__)
 
@@ -137,14 +138,28 @@ def run_train(
     def save_checkpoint(booster: xgb.Booster) -> None:
         store.put_bytes(checkpoint_key, bytes(booster.save_raw("json")))
 
+    num_class = len(task_.names) if task_.kind == "classification" else 0
+    cv = None
+    if split.folds:  # small data: rounds by blocked cross-validation, then a refit on every training window
+        cv = rounds_by_cv(
+            config,
+            task_.kind,
+            data.table.features,
+            lambda rows: task_.targets(data.table.take(rows)),
+            split.folds,
+            num_class=num_class,
+            cancelled=cancelled,
+            progress=progress,
+        )
+        log.info("cross-validation chose %d rounds: %s", cv.rounds, cv.folds)
     fit = boost.fit(
-        config,
+        config if cv is None else config.model_copy(update={"num_rounds": cv.rounds}),
         task_.kind,
         train.features,
         task_.targets(train),
         val.features if len(val) else None,
         task_.targets(val) if len(val) else None,
-        num_class=len(task_.names) if task_.kind == "classification" else 0,
+        num_class=num_class,
         init_model=init,
         progress=progress,
         cancelled=cancelled,
@@ -162,6 +177,8 @@ def run_train(
         resumed_from=resume or (checkpoint_key if init is not None else None),
         windows=split.counts(),
     )
+    if cv is not None:
+        meta["training"]["cross_validation"] = cv.to_dict()
     meta["metrics"] = _metric_digest(evaluation)
     feature_range = FeatureRange.fit(train.features)
     meta["feature_range"] = feature_range.to_dict()
