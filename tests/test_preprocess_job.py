@@ -231,3 +231,8 @@ def test_an_error_in_a_pool_worker_reaches_the_caller(data_dir, tmp_path):
     with pytest.raises(DataFormatError, match="user02_session0_FingerFreeform.hdf5: 25.0% of EMG samples"):
         run_preprocess(str(data_dir), str(tmp_path / "out"), workers=2)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.*"))
+
+
+def test_summary_states_the_ik_failure_rule(done):
+    summary, _ = done
+    assert summary["ik_failure_rule"] == "every joint within 1e-06 rad of 0"

@@ -98,3 +98,12 @@ def test_window_spec_in_milliseconds():
         to_samples("0.1ms", 1000.0, "window.stride")
     with pytest.raises(InvalidInput, match="window.length"):
         to_samples("two seconds", 1000.0, "window.length")
+
+
+def test_a_single_joint_at_exactly_zero_is_a_real_angle_not_an_ik_failure():
+    from emgpose.preprocess.windows import ik_failures
+
+    knee = np.array([[0.0], [0.3], [0.0]])
+    assert not ik_failures(knee, 1e-6).any()
+    hand = np.array([[0.0, 0.0], [0.0, 0.2], [1e-9, -1e-9]])
+    assert ik_failures(hand, 1e-6).tolist() == [True, False, True]

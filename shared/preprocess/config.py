@@ -80,7 +80,9 @@ class PreprocessConfig(_Strict):
     window: WindowConfig = WindowConfig()
     features: tuple[str, ...] = ("env_mean", "mav", "rms", "wl", "zc", "ssc")
     zc_threshold: float = Field(0.0, ge=0, description="ZC/SSC threshold, in z-scored units")
-    ik_failure_tol: float = Field(1e-6, ge=0, description="|angle| below this on every joint = IK failure")
+    ik_failure_tol: float = Field(
+        1e-6, ge=0, description="|angle| below this on every joint = IK failure (two joints or more only)"
+    )
     max_invalid_emg_fraction: float = Field(0.05, ge=0, le=1)
     preroll_ms: float = Field(500.0, ge=0, description="filter warm-up read before a time range")
     chunk_samples: int = Field(65536, ge=1024)

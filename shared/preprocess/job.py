@@ -259,6 +259,11 @@ def build_summary(
         "num_channels": layout.num_channels,
         "channel_names": list(layout.channel_names),
         "joint_names": list(layout.joint_names),
+        "ik_failure_rule": (
+            f"every joint within {config.ik_failure_tol:g} rad of 0"
+            if len(layout.joint_names) >= 2
+            else "none: with one joint an angle of 0 is a real value"
+        ),
         "label_names": list(layout.label_names),
         "has_label": layout.has_label,
         "window": {"length_samples": window[0], "stride_samples": window[1]},

@@ -41,7 +41,13 @@ class WindowBatch:
 
 
 def ik_failures(targets: np.ndarray, tol: float) -> np.ndarray:
-    """Samples whose angles are all (close to) zero: inverse-kinematics failures."""
+    """Samples whose angles are all (close to) zero: inverse-kinematics failures.
+
+    Only with two joints or more: a single angle (a knee goniometer) passes through 0 as a real value,
+    so with one joint nothing is an IK failure (the preprocessing summary says which rule applied).
+    """
+    if targets.ndim != 2 or targets.shape[1] < 2:
+        return np.zeros(len(targets), dtype=bool)
     failed = np.abs(targets[:, 0]) <= tol  # rare: test the first joint, then the rest where it is zero
     rows = np.flatnonzero(failed)
     if len(rows):
