@@ -389,3 +389,54 @@ def test_cli_uci_real(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         f"test\t{out / '5Nmar.hdf5'}\t{len(_uci_rows(UCI / '5Nmar.txt'))} samples",
         str(out / METADATA_FILE),
     ]
+
+
+def _knee(path: Path, degrees: np.ndarray) -> Path:
+    rows = "".join(f"{0.01 * np.sin(i):.4f},{0.02:.4f},{d:.2f}\n" for i, d in enumerate(degrees))
+    return _csv(path, "RF,BF,FX\n" + rows)
+
+
+def test_sessions_with_the_opposite_sign_are_named_and_can_be_flipped_per_user(tmp_path: Path) -> None:
+    swing = 30 + 30 * np.sin(np.linspace(0, 12, 200))  # 0 to 60 degrees
+    files = [_knee(tmp_path / f"{u}Nmar.csv", swing) for u in ("3", "4")] + [_knee(tmp_path / "8Nmar.csv", -swing)]
+    result = import_uci(files, tmp_path / "as-recorded")
+    sign_notes = [n for n in result.notes if "opposite sign" in n]
+    assert len(sign_notes) == 1 and "session(s) of 8 run from -" in sign_notes[0]
+    assert "--target-sign 8=-1" in sign_notes[0]
+
+    fixed = import_uci(files, tmp_path / "flipped", target_sign="8=-1", target_offset="4=10deg")
+    assert not [n for n in fixed.notes if "opposite sign" in n]
+    assert "user 8: angles x -1 + 0 deg (--target-sign/--target-offset)" in fixed.notes
+    _, flipped = _read(fixed.out_dir, "8Nmar")
+    np.testing.assert_allclose(flipped.joint_angles[:, 0], np.radians(swing), atol=1e-4)
+    _, shifted = _read(fixed.out_dir, "4Nmar")
+    np.testing.assert_allclose(shifted.joint_angles[:, 0], np.radians(swing + 10), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("sign", "offset", "message"),
+    [
+        ("2", None, r"'2' is not a value or USER=VALUE"),
+        ("8=-1,-1,1", None, "more than one value for everyone"),
+        (None, "=3", "names no user"),
+        ("9=-1", None, r"name users \['9'\], but the files hold"),
+        (None, "4=ten", "'4=ten' is not a value"),
+    ],
+)
+def test_bad_target_conventions_are_refused_naming_the_option(tmp_path: Path, sign, offset, message) -> None:
+    src = _knee(tmp_path / "4Nmar.csv", np.linspace(0, 60, 20))
+    with pytest.raises(InvalidInput, match=message):
+        import_uci(src, tmp_path / "ds", target_sign=sign, target_offset=offset)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_cli_target_sign_flips_the_angles(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _csv(tmp_path / "r.csv", "emg_a,emg_b,knee\n1,2,0.5\n3,4,0.6\n")
+    args = _cli().parse_args(
+        ["import", "table", str(src), "--out", str(tmp_path / "ds"), "--sample-rate", "100", "--channels", "emg_*",
+         "--targets", "knee", "--target-sign", "-1", "--target-offset", "0.25"]
+    )  # fmt: skip
+    assert args.func(args) == 0
+    _, chunk = _read(tmp_path / "ds", "r")
+    np.testing.assert_allclose(chunk.joint_angles[:, 0], [-0.25, -0.35])
+    assert "angles x -1 + 14.3239 deg" in capsys.readouterr().err

@@ -18,9 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from emgpose.errors import InvalidInput, NotFound
 from emgpose.formats.metadata import METADATA_FILE, SPLITS, MetadataRow, read_metadata, write_metadata
 from emgpose.formats.session import SessionWriter
+from emgpose.importers.conventions import AngleSummary, TargetConvention, disagreements
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +71,10 @@ class DatasetStaging:
     output folder itself when this import created it and it is still empty).
     """
 
-    def __init__(self, out_dir: PathLike, *, overwrite: bool = False) -> None:
+    def __init__(self, out_dir: PathLike, *, overwrite: bool = False, targets: TargetConvention | None = None) -> None:
+        self.targets = targets or TargetConvention()
+        self._angles: dict[str, tuple[str, list[np.ndarray]]] = {}  # session -> (user, sampled angles)
+        self._joint_names: tuple[str, ...] = ()
         self.out_dir = Path(out_dir)
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise InvalidInput(f"{self.out_dir}: output path exists and is not a folder")
@@ -96,7 +102,13 @@ class DatasetStaging:
         if filename in self._names:
             raise InvalidInput(f"session name {filename!r} would be written twice in one import")
         self._names.add(filename)
-        return SessionWriter(self._tmp / f"{filename}.hdf5", filename=filename, **kwargs)
+        writer = SessionWriter(self._tmp / f"{filename}.hdf5", filename=filename, **kwargs)
+        if not writer.num_joints:
+            return writer
+        self._joint_names = tuple(kwargs.get("joint_names", ()))
+        user = str(kwargs.get("user", ""))
+        samples = self._angles.setdefault(filename, (user, []))[1]
+        return _ConventionWriter(writer, lambda a: self.targets.apply(user, a), samples.append)
 
     def add(self, row: MetadataRow, num_samples: int) -> None:
         """Records a finished session for ``metadata.csv``."""
@@ -116,6 +128,7 @@ class DatasetStaging:
         rows = self.result.sessions
         if not rows:
             raise InvalidInput("the inputs held no sessions to import")
+        self._check_angles()
         for row in rows:
             os.replace(self._tmp / row.file, self.out_dir / row.file)
         stale = sorted({r.filename for r in self._old_rows} - {r.filename for r in rows})
@@ -126,6 +139,21 @@ class DatasetStaging:
         os.replace(meta_tmp, self.out_dir / METADATA_FILE)
         shutil.rmtree(self._tmp, ignore_errors=True)
         return self.result
+
+    def _check_angles(self) -> None:
+        """Notes the conventions applied and the sessions whose angles disagree with the others'."""
+        summaries = []
+        for user in sorted({u for u, _ in self._angles.values()}):
+            applied = self.targets.describe(user)
+            if applied:
+                self.note(f"user {user or '(none)'}: {applied} (--target-sign/--target-offset)")
+        for session, (user, parts) in sorted(self._angles.items()):
+            if parts:
+                summary = AngleSummary.of(user, session, np.concatenate(parts))
+                if summary is not None:
+                    summaries.append(summary)
+        for message in disagreements(summaries, self._joint_names):
+            self.note(message)
 
     def abort(self) -> None:
         shutil.rmtree(self._tmp, ignore_errors=True)
@@ -157,3 +185,31 @@ def check_disjoint(**groups: Sequence[str]) -> None:
 
 def split_by_membership(key: str, test: Sequence[str], val: Sequence[str]) -> str:
     return "test" if key in test else "val" if key in val else "train"
+
+
+class _ConventionWriter:
+    """A :class:`SessionWriter` whose joint angles pass through the import's convention (and are sampled
+    for the consistency check: every 10th row is enough for percentiles)."""
+
+    def __init__(self, writer: SessionWriter, convert: Any, keep: Any) -> None:
+        self._writer, self._convert, self._keep = writer, convert, keep
+        self.num_joints = writer.num_joints
+
+    def append(self, time: Any, emg: Any, joint_angles: Any = None, label: Any = None) -> None:
+        if joint_angles is not None:
+            joint_angles = self._convert(np.asarray(joint_angles, dtype=np.float64))
+            self._keep(joint_angles[::10])
+        self._writer.append(time, emg, joint_angles, label)
+
+    def close(self, start: float | None = None, end: float | None = None) -> None:
+        self._writer.close(start, end)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._writer, name)
+
+    def __enter__(self) -> _ConventionWriter:
+        self._writer.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._writer.__exit__(*exc)

@@ -30,7 +30,17 @@ def _ints(text: str) -> list[int]:
 def _uci(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], dict[str, Any]]:
     p.add_argument("--test-users", type=_names, default=[], help="comma-separated users held out for test")
     p.add_argument("--val-users", type=_names, default=[], help="comma-separated users held out for val")
-    return lambda a: {"test_users": a.test_users, "val_users": a.val_users}
+    _conventions(p)
+    return lambda a: {"test_users": a.test_users, "val_users": a.val_users, **_convention_options(a)}
+
+
+def _conventions(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target-sign", help="1 or -1 for every user, or USER=-1,... (flip some users' angles)")
+    p.add_argument("--target-offset", help="added after the sign, radians or e.g. 10deg; or USER=10deg,...")
+
+
+def _convention_options(a: argparse.Namespace) -> dict[str, Any]:
+    return {"target_sign": a.target_sign, "target_offset": a.target_offset}
 
 
 def _myo(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], dict[str, Any]]:
@@ -66,8 +76,12 @@ def _table(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], dict[st
     p.add_argument("--session", help="session name (one file only; default: the file's stem)")
     p.add_argument("--stage", default="")
     p.add_argument("--split", choices=("train", "val", "test"), default="train")
+    _conventions(p)
     keys = ("sample_rate", "channels", "targets", "target_units", "label", "label_names", "time")
-    return lambda a: {k: getattr(a, k) for k in (*keys, "delimiter", "user", "session", "stage", "split")}
+    return lambda a: {
+        **{k: getattr(a, k) for k in (*keys, "delimiter", "user", "session", "stage", "split")},
+        **_convention_options(a),
+    }
 
 
 _FORMATS = {"uci": _uci, "myo": _myo, "ninapro": _ninapro, "table": _table}

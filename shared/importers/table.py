@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from emgpose.errors import DataFormatError, InvalidInput
 from emgpose.formats.metadata import SPLITS, MetadataRow
 from emgpose.importers.base import DatasetStaging, ImportResult, PathLike, as_paths, require_file
+from emgpose.importers.conventions import TargetConvention
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -195,6 +196,8 @@ def import_table(
     split: str = "train",
     delimiter: str | None = None,
     overwrite: bool = False,
+    target_sign: str | None = None,
+    target_offset: str | None = None,
 ) -> ImportResult:
     """Imports CSV/Parquet tables, one session per file (named ``session`` or the file's stem)."""
     paths = [require_file(p) for p in as_paths(sources)]
@@ -220,7 +223,9 @@ def import_table(
         "label_names": tuple(label_names),
         "scale": math.pi / 180.0 if target_units == "deg" else 1.0,
     }
-    with DatasetStaging(out_dir, overwrite=overwrite) as staging:
+    convention = TargetConvention.parse(target_sign, target_offset)
+    convention.check_users([user])
+    with DatasetStaging(out_dir, overwrite=overwrite, targets=convention) as staging:
         for path in paths:
             name = session or path.stem
             n = _write(staging, path, name, opts, dict(user=user, stage=stage, side=side))

@@ -41,6 +41,7 @@ from emgpose.importers.base import (
     require_file,
     split_by_membership,
 )
+from emgpose.importers.conventions import TargetConvention
 
 SAMPLE_RATE = 1000.0
 JOINT = "KNEE_FE"
@@ -226,8 +227,14 @@ def import_uci(
     val_users: Sequence[str] = (),
     side: str = "",
     overwrite: bool = False,
+    target_sign: str | None = None,
+    target_offset: str | None = None,
 ) -> ImportResult:
-    """Imports UCI lower-limb files (one session each); users in ``test_users``/``val_users`` are held out."""
+    """Imports UCI lower-limb files (one session each); users in ``test_users``/``val_users`` are held out.
+
+    ``target_sign``/``target_offset`` (``"-1"``, ``"7N=-1,10A=-1"``, ``"3A=10deg"``) put every subject's knee
+    angle on one convention (:mod:`emgpose.importers.conventions`).
+    """
     paths = [require_file(p) for p in as_paths(sources)]
     test, val = [str(u) for u in test_users], [str(u) for u in val_users]
     check_disjoint(test_users=test, val_users=val)
@@ -236,7 +243,9 @@ def import_uci(
     unknown = sorted(set(test + val) - set(users))
     if unknown:
         raise InvalidInput(f"test_users/val_users name {unknown}, but the files hold users {users}")
-    with DatasetStaging(out_dir, overwrite=overwrite) as staging:
+    convention = TargetConvention.parse(target_sign, target_offset)
+    convention.check_users(users)
+    with DatasetStaging(out_dir, overwrite=overwrite, targets=convention) as staging:
         for path in paths:
             subject, condition, activity = names[path]
             n = _write_file(path, staging, user=subject, session=path.stem, stage=activity, side=side)
