@@ -28,6 +28,7 @@ from emgpose.preprocess.config import PreprocessConfig
 from emgpose.preprocess.normalize import NormStats
 from emgpose.store import ObjectStore, open_store
 from emgpose.train.coverage import FeatureRange
+from emgpose.train.smoothing import Smoothing
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,11 @@ class Bundle:
     @cached_property
     def stats(self) -> NormStats:
         return NormStats.from_dict(self.meta["stats"])
+
+    @cached_property
+    def smoothing(self) -> Smoothing:
+        """The causal smoothing of successive answers chosen at training (none for older bundles)."""
+        return Smoothing.from_dict(self.meta.get("smoothing"))
 
     @cached_property
     def feature_range(self) -> FeatureRange | None:

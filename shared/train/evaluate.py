@@ -20,6 +20,7 @@ from emgpose.errors import InvalidInput
 from emgpose.preprocess.normalize import NormStats
 from emgpose.train import baselines, boost, metrics, plots
 from emgpose.train.data import Split, WindowTable
+from emgpose.train.smoothing import smooth_rows
 
 REPORT_FORMAT = "emgpose.report/1"
 MODEL = "xgboost"
@@ -65,6 +66,25 @@ class Task:
         return lambda x: boost.predict(booster, x, outputs)
 
 
+class SmoothedPredictor:
+    """The booster's answers smoothed per session in time (:mod:`emgpose.train.smoothing`), as deployed."""
+
+    def __init__(self, predict: Predict, alpha: float) -> None:
+        self.predict, self.alpha = predict, alpha
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        return self.predict(features)
+
+    def on_table(self, table: WindowTable) -> np.ndarray:
+        return smooth_rows(self.predict(table.features), table.ids["session"], table.window_end, self.alpha)
+
+
+def run_model(model: Predict, table: WindowTable) -> np.ndarray:
+    """A model's answers on a table's rows; a model that smooths over time gets the rows' sessions and order."""
+    on_table = getattr(model, "on_table", None)
+    return on_table(table) if on_table is not None else model(table.features)
+
+
 def fit_baselines(task: Task, train: WindowTable, val: WindowTable | None) -> dict[str, Predict]:
     """The constant and the linear baseline, fitted on the same training rows as the model."""
     x, y = train.features, task.targets(train)
@@ -85,7 +105,7 @@ def fit_baselines(task: Task, train: WindowTable, val: WindowTable | None) -> di
 
 def score_models(task: Task, table: WindowTable, models: dict[str, Predict]) -> dict[str, Any]:
     """Every model on ``table``: overall and per generalization group, plus the verdict."""
-    outputs = {label: fn(table.features) for label, fn in models.items()}
+    outputs = {label: run_model(fn, table) for label, fn in models.items()}
     overall = {label: task.score(table, out) for label, out in outputs.items()}
     groups = table.ids["generalization"].astype(str)
     by_group = metrics.grouped(groups, lambda m: {k: task.score(table.take(m), out[m]) for k, out in outputs.items()})
@@ -189,7 +209,7 @@ def _traces(held: WindowTable, model: Predict, names: list[str], sessions: int =
         if len(part) < 2:
             continue
         top = np.argsort(-np.std(part.y, axis=0))[: min(3, len(names))]
-        pred = model(part.features)
+        pred = run_model(model, part)
         out.append(
             {
                 "name": str(session),

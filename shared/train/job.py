@@ -26,9 +26,19 @@ from emgpose.errors import DataFormatError, InvalidInput
 from emgpose.train import boost
 from emgpose.train.bundle import Bundle, Registry, check_name, new_version, parse_model_ref
 from emgpose.train.coverage import FeatureRange, coverage_report
-from emgpose.train.data import PreprocessedDataset, assign_splits, load_preprocessed
-from emgpose.train.evaluate import MODEL, Task, evaluate, fit_baselines, headline, report, write_plots
-from emgpose.train.validation import rounds_by_cv
+from emgpose.train.data import PreprocessedDataset, WindowTable, assign_splits, load_preprocessed
+from emgpose.train.evaluate import (
+    MODEL,
+    SmoothedPredictor,
+    Task,
+    evaluate,
+    fit_baselines,
+    headline,
+    report,
+    write_plots,
+)
+from emgpose.train.smoothing import Smoothing, choose
+from emgpose.train.validation import CrossValidation, rounds_by_cv
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +158,7 @@ def run_train(
             lambda rows: task_.targets(data.table.take(rows)),
             split.folds,
             num_class=num_class,
+            outputs=len(task_.names),
             cancelled=cancelled,
             progress=progress,
         )
@@ -165,7 +176,8 @@ def run_train(
         cancelled=cancelled,
         checkpoint=save_checkpoint if checkpoint_key else None,
     )
-    models = {MODEL: task_.booster_predictor(fit.booster), **models}
+    smoothing = choose_smoothing(task_, data.table, val, fit.booster, cv)
+    models = {MODEL: SmoothedPredictor(task_.booster_predictor(fit.booster), smoothing.alpha), **models}
     progress(0, 1, "evaluating")
     evaluation = evaluate(task_, data.table, split, models)
     meta = bundle_meta(name, task_, data, config)
@@ -179,6 +191,7 @@ def run_train(
     )
     if cv is not None:
         meta["training"]["cross_validation"] = cv.to_dict()
+    meta["smoothing"] = smoothing.to_dict()
     meta["metrics"] = _metric_digest(evaluation)
     feature_range = FeatureRange.fit(train.features)
     meta["feature_range"] = feature_range.to_dict()
@@ -209,6 +222,27 @@ def run_train(
     }
     log.info("model %s %s: %s", name, version, json.dumps(meta["metrics"].get("verdict", {})))
     return result
+
+
+def choose_smoothing(
+    task: Task, table: WindowTable, val: WindowTable, booster: xgb.Booster, cv: CrossValidation | None
+) -> Smoothing:
+    """The smoothing factor that scores best on the validation windows, or on the out-of-fold windows of
+    the cross-validation (each fold's block its own sequence); none without either."""
+    outputs = len(task.names)
+    if len(val):
+        raw, truth = boost.predict(booster, val.features, outputs), task.targets(val)
+        groups, order, chosen_on = val.ids["session"].astype(str), val.window_end, "validation windows"
+    elif cv is not None and len(cv.rows):
+        part = table.take(cv.rows)
+        raw, truth = cv.predictions, task.targets(part)
+        groups = np.char.add(part.ids["session"].astype(str), np.char.add("#", cv.fold_of.astype(str)))
+        order, chosen_on = part.window_end, "out-of-fold cross-validation windows"
+    else:
+        return Smoothing()
+    if task.kind == "regression":
+        return choose(raw, groups, order, lambda v: float(np.abs(v - truth).mean()), chosen_on)
+    return choose(raw, groups, order, lambda p: float((np.argmax(p, axis=1) != truth).mean()), chosen_on)
 
 
 def _published(registry: Registry, name: str, version: str) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from emgpose.errors import InvalidInput
 from emgpose.preprocess.windows import WindowStream
 from emgpose.train import boost
 from emgpose.train.bundle import Bundle
+from emgpose.train.smoothing import Smoother
 
 
 @dataclass
@@ -78,6 +79,7 @@ class Predictor:
         self.source = source
         self.stream = WindowStream(bundle.config, bundle.sample_rate, bundle.num_channels, bundle.stats, source=source)
         self.window_length = self.stream.length
+        self.smoother = Smoother(bundle.smoothing.alpha)  # one state per stream, like the filters
 
     def check(self, emg: np.ndarray) -> np.ndarray:
         """The input as float32 ``(samples, channels)``; refuses wrong shapes and NaN/inf."""
@@ -113,7 +115,7 @@ class Predictor:
             time = (first + np.arange(len(emg))) / self.bundle.sample_rate
         batch = self.stream.push(emg, np.asarray(time, dtype=np.float64))
         raw = boost.predict(self.bundle.booster, batch.features, self.bundle.outputs)
-        values = self.bundle.stats.unscale_targets(raw) if self.bundle.task == "regression" else raw
+        values = self.smoother(self.bundle.stats.unscale_targets(raw) if self.bundle.task == "regression" else raw)
         names = self.bundle.joint_names if self.bundle.task == "regression" else self.bundle.class_names
         return Prediction(
             model=self.bundle.name,
