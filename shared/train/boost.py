@@ -51,6 +51,11 @@ class BoostConfig(BaseModel):
     multi_strategy: Strategy = "one_output_per_tree"
     seed: int = 0
     nthread: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
+    adaptation: Literal["auto", "none", "session"] = Field(
+        "auto",
+        description="per-session feature normalisation from unlabelled EMG (emgpose.train.adaptation): auto "
+        "keeps it where it scores better on validation windows of held-out users",
+    )
     objective: Objective = Field("squared_error", description="regression loss (classification: multi:softprob)")
     huber_delta: float = Field(1.0, gt=0, allow_inf_nan=False, description="pseudo-Huber delta, z-scored units")
     joint_weights: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = Field(

@@ -28,6 +28,7 @@ from emgpose.preprocess.config import PreprocessConfig
 from emgpose.preprocess.normalize import NormStats
 from emgpose.store import ObjectStore, open_store
 from emgpose.train.coverage import FeatureRange
+from emgpose.train.adaptation import FeatureAdaptation
 from emgpose.train.smoothing import Smoothing
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,11 @@ class Bundle:
     @cached_property
     def stats(self) -> NormStats:
         return NormStats.from_dict(self.meta["stats"])
+
+    @cached_property
+    def adaptation(self) -> FeatureAdaptation | None:
+        """The per-session feature adaptation the model was trained with (None: plain features)."""
+        return FeatureAdaptation.from_dict(self.meta.get("adaptation"))
 
     @cached_property
     def smoothing(self) -> Smoothing:

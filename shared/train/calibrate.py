@@ -147,8 +147,11 @@ def recording_windows(bundle: Bundle, recording: Recording, stats: NormStats) ->
     )
     batch = stream.push(recording.emg, recording.time, recording.angles if regression else None, recording.label)
     keep = batch.kept
+    features = batch.features  # adapted as a stream would be, when the model was trained so
+    if bundle.adaptation is not None:
+        features = bundle.adaptation.stream()(features)
     return Windows(
-        features=batch.features[keep],
+        features=features[keep],
         y=None if batch.targets is None else batch.targets[keep],
         label=None if batch.label is None else batch.label[keep],
         t_end=batch.end_time[keep],

@@ -24,9 +24,10 @@ import xgboost as xgb
 import emgpose
 from emgpose.errors import DataFormatError, InvalidInput
 from emgpose.train import boost
+from emgpose.train.adaptation import FeatureAdaptation
 from emgpose.train.bundle import Bundle, Registry, check_name, new_version, parse_model_ref
 from emgpose.train.coverage import FeatureRange, coverage_report
-from emgpose.train.data import PreprocessedDataset, WindowTable, assign_splits, load_preprocessed
+from emgpose.train.data import PreprocessedDataset, Split, WindowTable, assign_splits, load_preprocessed
 from emgpose.train.evaluate import (
     MODEL,
     SmoothedPredictor,
@@ -163,8 +164,10 @@ def run_train(
             progress=progress,
         )
         log.info("cross-validation chose %d rounds: %s", cv.rounds, cv.folds)
+    fit_config = config if cv is None else config.model_copy(update={"num_rounds": cv.rounds})
+    feature_range = FeatureRange.fit(train.features)  # of the raw features, which inference checks
     fit = boost.fit(
-        config if cv is None else config.model_copy(update={"num_rounds": cv.rounds}),
+        fit_config,
         task_.kind,
         train.features,
         task_.targets(train),
@@ -176,6 +179,12 @@ def run_train(
         cancelled=cancelled,
         checkpoint=save_checkpoint if checkpoint_key else None,
     )
+    adaptation, choice = choose_adaptation(config, task_, data.table, split, fit, fit_config, num_class, cancelled)
+    if adaptation is not None:  # the adapted variant won: every model is scored on the adapted features
+        data.table = adaptation.apply_table(data.table)
+        train, val = data.table.take(split.rows("train")), data.table.take(split.rows("val"))
+        fit = choice.pop("fit")
+        models = fit_baselines(task_, train, val)
     smoothing = choose_smoothing(task_, data.table, val, fit.booster, cv)
     models = {MODEL: SmoothedPredictor(task_.booster_predictor(fit.booster), smoothing.alpha), **models}
     progress(0, 1, "evaluating")
@@ -192,8 +201,10 @@ def run_train(
     if cv is not None:
         meta["training"]["cross_validation"] = cv.to_dict()
     meta["smoothing"] = smoothing.to_dict()
+    meta["training"]["adaptation"] = choice
+    if adaptation is not None:
+        meta["adaptation"] = adaptation.to_dict()
     meta["metrics"] = _metric_digest(evaluation)
-    feature_range = FeatureRange.fit(train.features)
     meta["feature_range"] = feature_range.to_dict()
     version = meta["version"] = version or new_version()
     rep = report(
@@ -222,6 +233,58 @@ def run_train(
     }
     log.info("model %s %s: %s", name, version, json.dumps(meta["metrics"].get("verdict", {})))
     return result
+
+
+def choose_adaptation(
+    config: boost.BoostConfig,
+    task: Task,
+    table: WindowTable,
+    split: Split,
+    fit: boost.FitResult,
+    fit_config: boost.BoostConfig,
+    num_class: int,
+    cancelled: Callable[[], bool] | None,
+) -> tuple[FeatureAdaptation | None, dict[str, Any]]:
+    """Whether the per-session adaptation is used: always, never, or (``auto``) where it scores better on
+    validation windows of users the training never saw; returns it (or None) and the record of the choice.
+
+    In ``auto`` the plain model is already fitted (``fit``); the adapted one is fitted on the same rows and
+    kept when its best validation score is lower. The winning fit travels in the record under ``fit``.
+    """
+    train_rows, val_rows = split.rows("train"), split.rows("val")
+    new_users = set(table.ids["user"][val_rows]) - set(table.ids["user"][train_rows])
+    if config.adaptation == "none" or (config.adaptation == "auto" and not new_users):
+        reason = "off: no validation windows of held-out users"
+        if config.adaptation == "none":
+            reason = "off (adaptation: none)"
+        return None, {"mode": config.adaptation, "used": False, "rule": reason}
+    adaptation = FeatureAdaptation.fit(table.features[train_rows])
+    adapted = adaptation.apply_table(table)
+    train, val = adapted.take(train_rows), adapted.take(val_rows)
+    has_val = len(val) > 0
+    other = boost.fit(
+        fit_config,
+        task.kind,
+        train.features,
+        task.targets(train),
+        val.features if has_val else None,
+        task.targets(val) if has_val else None,
+        num_class=num_class,
+        cancelled=cancelled,
+    )
+    if config.adaptation == "session":
+        return adaptation, {"mode": "session", "used": True, "rule": "on (adaptation: session)", "fit": other}
+    plain, mine = _best_val(fit), _best_val(other)
+    record = {"mode": "auto", "val_users": sorted(map(str, new_users)), "val_" + fit.metric: {"none": plain,
+              "session": mine}}  # fmt: skip
+    if mine < plain:
+        return adaptation, {**record, "used": True, "rule": "on: better on held-out users' validation", "fit": other}
+    return None, {**record, "used": False, "rule": "off: not better on held-out users' validation"}
+
+
+def _best_val(fit: boost.FitResult) -> float:
+    history = fit.history.get("val", [])
+    return float(history[fit.best_round - 1]) if history else float("inf")
 
 
 def choose_smoothing(

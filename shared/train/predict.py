@@ -80,6 +80,7 @@ class Predictor:
         self.stream = WindowStream(bundle.config, bundle.sample_rate, bundle.num_channels, bundle.stats, source=source)
         self.window_length = self.stream.length
         self.smoother = Smoother(bundle.smoothing.alpha)  # one state per stream, like the filters
+        self.adapter = None if bundle.adaptation is None else bundle.adaptation.stream()
 
     def check(self, emg: np.ndarray) -> np.ndarray:
         """The input as float32 ``(samples, channels)``; refuses wrong shapes and NaN/inf."""
@@ -114,7 +115,8 @@ class Predictor:
         if time is None:
             time = (first + np.arange(len(emg))) / self.bundle.sample_rate
         batch = self.stream.push(emg, np.asarray(time, dtype=np.float64))
-        raw = boost.predict(self.bundle.booster, batch.features, self.bundle.outputs)
+        features = batch.features if self.adapter is None else self.adapter(batch.features)
+        raw = boost.predict(self.bundle.booster, features, self.bundle.outputs)
         values = self.smoother(self.bundle.stats.unscale_targets(raw) if self.bundle.task == "regression" else raw)
         names = self.bundle.joint_names if self.bundle.task == "regression" else self.bundle.class_names
         return Prediction(
