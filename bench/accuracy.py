@@ -33,6 +33,7 @@ from emgpose.formats.session import SessionReader, SessionWriter
 from emgpose.importers import import_uci
 from emgpose.preprocess.job import run_preprocess
 from emgpose.train import boost
+from emgpose.train.bundle import Registry
 from emgpose.train.data import load_preprocessed
 from emgpose.train.job import run_train
 
@@ -105,7 +106,7 @@ def within_recordings(seconds: float) -> list[dict]:
                 "reference_mae_deg": round(reference_mae(str(pre)), 4),
                 "rounds": report["training"]["rounds_run"],
                 "val_rule": report["split"]["rules"]["val"],
-                "smoothing": report.get("smoothing") or report["training"].get("smoothing"),
+                "smoothing": Registry(str(Path(tmp) / "store")).meta("acc").get("smoothing", {}).get("alpha"),
             }
             row["ratio"] = round(row["defaults_mae_deg"] / row["reference_mae_deg"], 3)
             results.append(row)
