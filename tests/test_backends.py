@@ -3,6 +3,7 @@ while frozen; Redis with the append-only file keeps a list across a restart."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -88,3 +89,38 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
     except OSError:
         return "Z"
+
+
+def test_filesystem_broker_messages_appear_whole_or_not_at_all(tmp_path):
+    """A consumer listing the queue folder while a message is written never sees a partial file."""
+    import threading
+
+    from emgpose.jobs.celery_app import make_celery, queue_size
+    from emgpose.settings import Settings
+
+    app = make_celery("fs-test", Settings(broker_dir=str(tmp_path), redis_url=None))
+    folder = tmp_path / "queue"
+    seen_partial, stop = [], threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            for name in os.listdir(folder):
+                if name.endswith(".msg"):
+                    try:
+                        data = (folder / name).read_bytes()
+                    except FileNotFoundError:
+                        continue
+                    if not data.endswith(b"}"):
+                        seen_partial.append(name)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for i in range(200):
+            app.send_task("emgpose.train.fit", args=["x" * 5000, i], queue="train", routing_key="train")
+    finally:
+        stop.set()
+        watcher.join()
+    assert not seen_partial
+    assert queue_size(app, "train") == 200
+    assert not [n for n in os.listdir(folder) if n.endswith(".tmp")]

@@ -80,6 +80,7 @@ def make_celery(name: str = "emgpose", settings: Settings | None = None) -> Cele
         enable_utc=True,
     )
     if settings.redis_url is None:
+        app.conf.broker_transport = "emgpose.jobs.fs_transport:Transport"  # atomic message files
         app.conf.broker_transport_options = filesystem_options(settings.broker_dir)
         app.conf.worker_enable_remote_control = False  # no broadcast mailbox on the filesystem transport
     else:
