@@ -131,6 +131,7 @@ def main() -> None:
         env = {
             **os.environ,
             "STORE_URI": (work / "store").as_uri(),
+            "ALLOWED_DATA_ROOTS": work.as_uri(),  # the jobs name the raw and preprocessed data written below
             "BROKER_DIR": str(work / "broker"),
             "DEVICE": "cpu",
             "HEARTBEAT_S": str(args.heartbeat_timeout / 5),

@@ -1,4 +1,5 @@
-"""The ``emgpose`` command: synth, import, preprocess, train, evaluate, models, predict, calibrate, db, up, run."""
+"""The ``emgpose`` command: synth, import, preprocess, train, evaluate, models, predict, calibrate, db, up, run,
+keys."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from tqdm import tqdm
 
 from emgpose.errors import EmgPoseError
 from emgpose.importers.cli import register as register_import
+from emgpose.keys_cli import register as register_keys
 from emgpose.preprocess.config import PreprocessConfig
 from emgpose.preprocess.job import run_preprocess
 from emgpose.services_cli import register as register_services
@@ -124,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_import(sub)
     register_train(sub)
     register_services(sub)
+    register_keys(sub)
     return parser
 
 

@@ -1,13 +1,17 @@
 """A small client for the gateway's REST API (httpx): upload, submit, wait with progress, predict.
 
-    with Client("http://127.0.0.1:8000") as api:
+    with Client("http://127.0.0.1:8000", api_key=key) as api:
         dataset = api.upload_dataset("demo", Path("runs/demo/data"))
         job = api.wait(api.submit("preprocess", {"dataset": dataset["id"]}))
+
+The API key (``Authorization: Bearer``) is ``api_key``, else the ``EMGPOSE_API_KEY`` environment variable;
+with neither, requests go without one (a gateway with AUTH_ENABLED=false).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,9 +45,14 @@ class ApiError(EmgPoseError):
         self.status = status
 
 
+API_KEY_ENV = "EMGPOSE_API_KEY"
+
+
 class Client:
-    def __init__(self, base_url: str, timeout_s: float = 60.0) -> None:
-        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s)
+    def __init__(self, base_url: str, timeout_s: float = 60.0, api_key: str | None = None) -> None:
+        api_key = api_key or os.environ.get(API_KEY_ENV, "").strip() or None
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s, headers=headers)
 
     def __enter__(self) -> Client:
         return self

@@ -13,9 +13,10 @@ class EmgPoseError(Exception):
 
     status: int = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers: dict[str, str] = dict(headers or {})  # sent with the answer: WWW-Authenticate, Retry-After
 
 
 class InvalidInput(EmgPoseError, ValueError):
@@ -28,10 +29,23 @@ class DataFormatError(InvalidInput):
     """A file does not follow the layout it claims (HTTP 422)."""
 
 
+class Unauthorized(EmgPoseError):
+    """No valid credential (HTTP 401): an API key missing, malformed, unknown or revoked. The message never
+    repeats what the caller sent; ``headers`` carry ``WWW-Authenticate``."""
+
+    status = 401
+
+
 class NotFound(EmgPoseError, LookupError):
     """A named file, key, dataset or model does not exist (HTTP 404)."""
 
     status = 404
+
+
+class Forbidden(EmgPoseError):
+    """The caller may not do this or reach this (HTTP 403): data outside ALLOWED_DATA_ROOTS, a missing scope."""
+
+    status = 403
 
 
 class StoreError(EmgPoseError):
@@ -50,6 +64,12 @@ class TooLarge(InvalidInput):
     """A body or upload is over its size limit (HTTP 413)."""
 
     status = 413
+
+
+class TooManyRequests(EmgPoseError):
+    """Over a per-caller limit, e.g. MAX_JOBS_IN_FLIGHT_PER_KEY (HTTP 429); ``headers`` carry ``Retry-After``."""
+
+    status = 429
 
 
 class Unavailable(EmgPoseError):

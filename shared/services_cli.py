@@ -76,8 +76,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     write_dataset(config, data.as_uri())
     stack = Stack(work, gateway_port=free_port(), inference_port=free_port(), env={"MODEL_NAME": args.name})
     say = print  # the run's own report goes to stdout
-    with running(stack), Client(stack.gateway_url) as api:
+    with running(stack), Client(stack.gateway_url, api_key=stack.api_key) as api:
         say(f"stack up: gateway {stack.gateway_url}, inference {stack.inference_url} (logs in {work / 'logs'})")
+        if stack.api_key is not None:
+            say(f"admin API key in {stack.key_file} (export EMGPOSE_API_KEY=$(cat {stack.key_file}))")
         dataset = api.upload_dataset("synthetic", data)
         say(f"uploaded dataset {dataset['id']}: {dataset['files']} files, {dataset['bytes'] / 1e6:.1f} MB")
         pre = _wait(api, api.submit("preprocess", {"dataset": dataset["id"]}))

@@ -6,11 +6,12 @@ the S3 region is read from ``S3_REGION`` or, failing that, ``AWS_DEFAULT_REGION`
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -39,6 +40,17 @@ class Settings(BaseSettings):
     inference_timeout_s: float = Field(default=30.0, gt=0)
     max_upload_mb: float = Field(default=4096.0, gt=0)  # per uploaded file
     max_request_mb: float = Field(default=64.0, gt=0)  # per prediction request body
+    # Bounded predictions (emgpose_inference.admission): samples one /v1/predict or OIP request may carry
+    # (checked before its body is read), the memory that requests being decoded and computed may hold
+    # together (others wait, unread, until the deadline), and the deadline itself, shortened by the
+    # gateway's X-Request-Timeout; past it, inference stops computing and answers 504.
+    max_predict_samples: int = Field(default=120_000, gt=0)  # 60 s at 2 kHz
+    predict_memory_mb: float = Field(default=768.0, gt=0)
+    predict_timeout_s: float = Field(default=30.0, gt=0)
+    body_idle_timeout_s: float = Field(default=30.0, gt=0)  # a request body silent this long is cut (408)
+    # Where data and models named in requests may live besides STORE_URI (always allowed): s3://bucket/prefix
+    # and local folders (/path, file:///path), comma-separated or a JSON list (emgpose.access). Empty: the store only.
+    allowed_data_roots: Annotated[list[str], NoDecode] = Field(default_factory=list)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # workers: auto uses the GPU where one exists
     job_time_limit_s: int = Field(default=6 * 3600, gt=0)
     task_max_retries: int = Field(default=5, ge=0)  # retries of a task after a transient store/broker/db error
@@ -52,12 +64,40 @@ class Settings(BaseSettings):
     reaper_max_requeues: int = Field(default=3, ge=0)
     # Redis redelivers an unacknowledged message after this long (the second line behind the reaper).
     visibility_timeout_s: int = Field(default=1800, gt=0)
+    # API keys (emgpose.auth). Off by default (tests, a laptop); compose and `emgpose up` turn it on. Keys are
+    # stored as HMAC-SHA256(AUTH_PEPPER, key): the gateway, inference and `emgpose keys` need the same pepper.
+    auth_enabled: bool = False
+    auth_pepper: SecretStr | None = None  # at least 32 characters; never logged (SecretStr)
+    auth_cache_s: float = Field(default=30.0, ge=0)  # a verified key is trusted this long without a database read
+    max_jobs_in_flight_per_key: int = Field(default=8, ge=1)  # queued + running jobs one key may have
 
-    @field_validator("s3_endpoint_url", "redis_url", mode="before")
+    @field_validator("s3_endpoint_url", "redis_url", "auth_pepper", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """``S3_ENDPOINT_URL=`` (compose passes empty values) means unset, not an empty endpoint."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("allowed_data_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        """``ALLOWED_DATA_ROOTS``: ``a,b`` or ``["a", "b"]``; blank entries (a trailing comma) are dropped."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        if isinstance(value, list | tuple):
+            return [item.strip() if isinstance(item, str) else item for item in value]
+        return value
+
+    @field_validator("allowed_data_roots")
+    @classmethod
+    def _check_roots(cls, roots: list[str]) -> list[str]:
+        """Every root is a usable location (emgpose.access rules), so a typo stops the process at start."""
+        from emgpose.access import parse_root  # noqa: PLC0415 - emgpose.access imports this module's users
+
+        roots = [root for root in roots if root]
+        for root in roots:
+            parse_root(root)
+        return roots
 
     @property
     def broker_url(self) -> str:

@@ -6,13 +6,20 @@ command uses PostgreSQL, S3 and Redis instead. The processes run exactly the com
 file gives (uvicorn for the gateway and inference, Celery workers on the ``preprocess`` and ``train``
 queues), after the migrations (the compose ``migrate`` step). If one process dies the others are
 stopped, so a broken stack never looks alive.
+
+API keys are on (``AUTH_ENABLED=true`` unless the caller's environment says otherwise), as in compose.
+Without ``AUTH_PEPPER`` in the environment the stack makes one and keeps it in ``<workdir>/auth/pepper``;
+it makes an admin key for the stack in ``<workdir>/auth/admin.key`` (both mode 0600, reused while the key
+is valid) and says where that file is, never what is in it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -22,8 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr, TypeAdapter
 
+from emgpose.auth import create_key, key_digest, key_id_of, pepper_bytes
+from emgpose.db.engine import session_scope
 from emgpose.db.migrate import upgrade
+from emgpose.db.models import ApiKey
 from emgpose.errors import Unavailable
 from emgpose.settings import get_settings
 
@@ -41,6 +52,12 @@ class Stack:
     preprocess_concurrency: int = 2
     env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    api_key: str | None = None  # the stack's admin key once started (None with AUTH_ENABLED=false)
+
+    @property
+    def key_file(self) -> Path:
+        """Where the stack's admin key is kept (mode 0600)."""
+        return self.workdir.resolve() / "auth" / "admin.key"
 
     @property
     def gateway_url(self) -> str:
@@ -58,7 +75,10 @@ class Stack:
         env.setdefault("STORE_URI", (work / "store").as_uri())
         env.setdefault("BROKER_DIR", str(work / "broker"))
         env["INFERENCE_URL"] = self.inference_url
+        env.setdefault("AUTH_ENABLED", "true")
         env.update(self.env)
+        if auth_enabled(env) and not env.get("AUTH_PEPPER", "").strip():
+            env["AUTH_PEPPER"] = local_pepper(work / "auth" / "pepper")
         return env
 
     def commands(self) -> dict[str, list[str]]:
@@ -81,6 +101,8 @@ class Stack:
         env = self.environment()
         self.workdir.mkdir(parents=True, exist_ok=True)
         upgrade(env["DATABASE_URL"])
+        if auth_enabled(env):
+            self.api_key = admin_key(env["DATABASE_URL"], pepper_bytes(SecretStr(env["AUTH_PEPPER"])), self.key_file)
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)
         for name, argv in self.commands().items():
@@ -147,6 +169,10 @@ def serve(stack: Stack) -> int:
         settings = get_settings()
         log.info("gateway   %s  (API docs %s/docs)", stack.gateway_url, stack.gateway_url)
         log.info("inference %s  (serving model %r)", stack.inference_url, settings.model_name)
+        if stack.api_key is not None:
+            log.info("admin API key in %s: export EMGPOSE_API_KEY=$(cat %s)", stack.key_file, stack.key_file)
+        else:
+            log.info("API keys are off (AUTH_ENABLED=false): every route is open")
         try:
             while not stopping:
                 stack.check_alive()
@@ -154,3 +180,57 @@ def serve(stack: Stack) -> int:
         except KeyboardInterrupt:
             pass
     return 0
+
+
+def auth_enabled(env: dict[str, str]) -> bool:
+    """``AUTH_ENABLED`` as the services read it (``true``, ``1``, ``yes``, ``on``, ...)."""
+    return TypeAdapter(bool).validate_python(env.get("AUTH_ENABLED", "false").strip() or "false")
+
+
+def write_private(path: Path, text: str) -> None:
+    """Writes ``text`` to ``path`` readable by its owner only (0600, folder 0700), atomically."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def local_pepper(path: Path) -> str:
+    """The local stack's AUTH_PEPPER: read from ``path``, or made (256 random bits) and kept there."""
+    if path.is_file():
+        value = path.read_text().strip()
+        if value:
+            return value
+    value = secrets.token_hex(32)
+    write_private(path, value + "\n")
+    log.info("made AUTH_PEPPER for this stack in %s", path)
+    return value
+
+
+def admin_key(database_url: str, pepper: bytes, path: Path) -> str:
+    """The admin key in ``path`` while it is still a valid admin key of this database; else a new one,
+    written there (mode 0600). Only the file's name is ever logged."""
+    if path.is_file():
+        key = path.read_text().strip()
+        key_id = key_id_of(key)
+        if key_id is not None:
+            with session_scope(database_url) as session:
+                row = session.get(ApiKey, key_id)
+                if (
+                    row is not None
+                    and row.revoked_at is None
+                    and row.scope == "admin"
+                    and hmac.compare_digest(row.digest, key_digest(pepper, key))
+                ):
+                    return key
+    with session_scope(database_url) as session:
+        row, key = create_key(session, pepper, "admin", "emgpose up (local stack)")
+    write_private(path, key + "\n")
+    log.info("made admin API key %s for this stack: %s", row.id, path)
+    return key

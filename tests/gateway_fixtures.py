@@ -24,7 +24,9 @@ def synth_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def gateway(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pg_url: str) -> Iterator[Gateway]:
-    """The gateway on PostgreSQL, a local store and the filesystem broker."""
-    with serve_gateway(monkeypatch, tmp_path, pg_url) as server:
+def gateway(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pg_url: str, synth_folder: Path) -> Iterator[Gateway]:
+    """The gateway on PostgreSQL, a local store and the filesystem broker; ALLOWED_DATA_ROOTS holds the
+    test's own folder and the shared synthetic dataset (so that tests can register them)."""
+    roots = f"{tmp_path.as_uri()},{synth_folder.as_uri()}"
+    with serve_gateway(monkeypatch, tmp_path, pg_url, ALLOWED_DATA_ROOTS=roots) as server:
         yield server

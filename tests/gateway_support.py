@@ -31,7 +31,7 @@ from emgpose_gateway.main import create_app
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SMALL = SynthConfig(users=2, stages=2, sessions=1, duration_s=3.0, chunk_samples=4096)
-TABLES = "job_parts, model_versions, jobs, datasets"
+TABLES = "job_parts, model_versions, jobs, datasets, api_keys"
 
 
 @contextmanager
@@ -126,14 +126,17 @@ def serve_gateway(
 ) -> Iterator[Gateway]:
     """The gateway app under uvicorn, with its settings taken from the environment set here.
 
-    Defaults: a local store and the filesystem broker below ``tmp``, no Redis; ``env`` overrides
-    (``None`` removes a variable). The database's tables are emptied first unless ``empty`` is false.
+    Defaults: a local store and the filesystem broker below ``tmp``, no Redis, no ALLOWED_DATA_ROOTS (data
+    only in the store, the production default); ``env`` overrides (``None`` removes a variable). The
+    database's tables are emptied first unless ``empty`` is false.
     """
     values: dict[str, str | None] = {
         "DATABASE_URL": database_url,
         "STORE_URI": (tmp / "store").as_uri(),
         "BROKER_DIR": str(tmp / "broker"),
         "REDIS_URL": None,
+        "ALLOWED_DATA_ROOTS": None,
+        "AUTH_ENABLED": None,  # off unless a test turns it on (tests/test_auth.py)
         "LOG_LEVEL": "WARNING",
         **env,
     }
@@ -161,4 +164,3 @@ def upload_parts(folder: Path, names: list[str] | None = None) -> list[tuple[str
     names = names if names is not None else ["metadata.csv", *sorted(p.name for p in folder.glob("*.hdf5"))]
     kinds = {".csv": "text/csv", ".hdf5": "application/x-hdf5"}
     return [("files", (name, (folder / name).read_bytes(), kinds[Path(name).suffix])) for name in names]
-

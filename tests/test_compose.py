@@ -260,7 +260,10 @@ def test_the_app_starts_after_migrations_broker_and_bucket(services: dict[str, d
         conditions = {target: spec["condition"] for target, spec in depends.items()}
         assert wanted.items() <= conditions.items(), f"{name}: {conditions}, wanted at least {wanted}"
     assert services["gateway"]["depends_on"]["inference"]["condition"] in ("service_started", "service_healthy")
-    assert services["inference"]["depends_on"] == {"minio-init": {"condition": "service_completed_successfully"}}
+    assert services["inference"]["depends_on"] == {  # the bucket, and the api_keys table it checks keys in
+        "minio-init": {"condition": "service_completed_successfully"},
+        "migrate": {"condition": "service_completed_successfully"},
+    }
 
 
 def test_long_running_services_have_a_healthcheck(services: dict[str, dict[str, Any]]) -> None:
@@ -318,7 +321,7 @@ def test_every_variable_used_is_in_env_example_and_vice_versa(env: dict[str, str
 
 def test_secrets_are_required_not_defaulted() -> None:
     text = COMPOSE.read_text()
-    for name in ("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD"):
+    for name in ("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "AUTH_PEPPER"):
         forms = {match.group(2) for match in VAR.finditer(text) if match.group(1) == name}
         assert forms == {":?"}, f"{name} must be ${{{name}:?...}} everywhere, found forms {forms}"
 
@@ -364,7 +367,8 @@ def test_the_app_reaches_postgres_redis_minio_and_inference(services: dict[str, 
             assert environment["AWS_SECRET_ACCESS_KEY"] == env["MINIO_ROOT_PASSWORD"]
             assert environment["AWS_DEFAULT_REGION"]
     inference = services["inference"]["environment"]
-    assert {"MODEL_NAME", "RELOAD_INTERVAL_S"} <= set(inference) and "DATABASE_URL" not in inference
+    assert {"MODEL_NAME", "RELOAD_INTERVAL_S"} <= set(inference) and "REDIS_URL" not in inference
+    assert inference["DATABASE_URL"] == services["gateway"]["environment"]["DATABASE_URL"], "the same api_keys"
     for name in WORKERS:
         assert services[name]["environment"]["DEVICE"] == "auto"
 
@@ -374,6 +378,19 @@ def test_the_app_reaches_postgres_redis_minio_and_inference(services: dict[str, 
 
 def emgpose_services() -> list[str]:
     return [name for name, s in project()["services"].items() if s.get("command", [""])[0] == "emgpose"]
+
+
+def test_api_keys_are_on_for_the_http_services_with_one_pepper(services: dict[str, Any], env: dict[str, str]) -> None:
+    """Compose enables keys by default: the gateway and inference check the same keys with the same pepper."""
+    assert env["AUTH_ENABLED"] == "true" and len(env["AUTH_PEPPER"]) >= 32, "the example must start as it is"
+    gateway, inference = services["gateway"]["environment"], services["inference"]["environment"]
+    for environment in (gateway, inference):
+        assert environment["AUTH_ENABLED"] == "true" and environment["AUTH_PEPPER"] == env["AUTH_PEPPER"]
+    assert gateway["MAX_JOBS_IN_FLIGHT_PER_KEY"] == env["MAX_JOBS_IN_FLIGHT_PER_KEY"]
+    opened = project({"AUTH_ENABLED": "false"})["services"]
+    assert {opened[name]["environment"]["AUTH_ENABLED"] for name in ("gateway", "inference")} == {"false"}
+    for name in WORKERS:  # workers check no keys and get no pepper
+        assert "AUTH_PEPPER" not in services[name]["environment"]
 
 
 def test_the_emgpose_commands_are_the_steps_and_jobs() -> None:

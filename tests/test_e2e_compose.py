@@ -86,6 +86,16 @@ def stack(
 
     migrate = start("migrate")
     assert migrate.wait(120) == 0, (logs / "migrate.log").read_text()
+    # compose turns API keys on: an admin key made as the deployment guide says, inside the gateway's environment
+    made = subprocess.run(
+        ["emgpose", "keys", "create", "--scope", "admin", "--name", "e2e"],
+        env={**base, **commands["gateway"][1]},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
     procs = {name: start(name) for name in ("inference", "gateway", "preprocessor", "trainer")}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     try:
@@ -101,7 +111,7 @@ def stack(
                     pass
                 assert time.monotonic() < deadline, f"{url} not ready:\n" + (logs / "gateway.log").read_text()
                 time.sleep(0.25)
-        yield {**urls, "logs": str(logs)}
+        yield {**urls, "logs": str(logs), "key": key}
     finally:
         for proc in procs.values():
             proc.terminate()
@@ -124,7 +134,7 @@ def _train(api: Client, dataset_id: str, rounds: int) -> dict:
 def test_upload_preprocess_train_serve_predict_and_swap_without_a_failed_request(stack, tmp_path: Path):
     data = tmp_path / "data"
     write_dataset(SynthConfig(users=3, stages=2, sessions=2, duration_s=5.0, seed=7), data.as_uri())
-    with Client(stack["gateway"]) as api:
+    with Client(stack["gateway"], api_key=stack["key"]) as api:
         dataset = api.upload_dataset("e2e", data)
         assert dataset["state"] == "ready" and dataset["uri"].startswith("s3://emgpose/")
         pre = api.wait(api.submit("preprocess", {"dataset": dataset["id"]}), timeout_s=300)
@@ -145,7 +155,8 @@ def test_upload_preprocess_train_serve_predict_and_swap_without_a_failed_request
         stop = threading.Event()
 
         def hammer() -> None:
-            with httpx.Client(base_url=stack["gateway"], timeout=30) as http:
+            key = {"Authorization": f"Bearer {stack['key']}"}
+            with httpx.Client(base_url=stack["gateway"], timeout=30, headers=key) as http:
                 body, headers = binary_body(rec.emg, rec.sample_rate)
                 while not stop.is_set():
                     try:

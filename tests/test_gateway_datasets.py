@@ -113,7 +113,7 @@ def test_upload_over_the_size_limit_is_413_naming_the_file(
     [
         ({"name": None}, "form field 'name' is required"),
         ({"extra": "x"}, "unknown form field 'extra'"),
-        ({"file": "notes.txt"}, "file 'notes.txt' is neither a session file nor metadata.csv"),
+        ({"file": "notes.txt"}, "file name 'notes.txt' is not usable: it is neither a session file (*.hdf5) nor"),
         ({"file": "metadata.csv"}, "file 'metadata.csv' was sent twice"),
     ],
 )
@@ -208,7 +208,8 @@ def test_register_refusals(gateway, synth_folder: Path, tmp_path: Path) -> None:
         assert missing.name in incomplete.json()["detail"] and "does not exist" in incomplete.json()["detail"]
         unknown = client.post("/v1/datasets/register", json={"name": "x", "uri": "ftp://host/x", "size": 1})
         assert unknown.status_code == 422
-        assert [e["loc"] for e in unknown.json()["detail"]] == [["body", "size"]]
+        assert [e["loc"] for e in unknown.json()["errors"]] == [["body", "size"]]
+        assert unknown.json()["detail"] == "invalid request: size: Extra inputs are not permitted"
         scheme = client.post("/v1/datasets/register", json={"name": "x", "uri": "ftp://host/x"})
         assert scheme.status_code == 422 and "unsupported store URI" in scheme.json()["detail"]
         assert client.get("/v1/datasets").json()["total"] == 0

@@ -43,6 +43,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, synth_folder: Path) -> Itera
             "BROKER_DIR": str(tmp / "broker"),
             "REDIS_URL": "",  # unset: the filesystem transport
             "LOG_LEVEL": "INFO",
+            "ALLOWED_DATA_ROOTS": synth_folder.as_uri(),  # the dataset registered below
         }
         cli = [sys.executable, "-c", "from emgpose.cli import main; raise SystemExit(main())", "db", "upgrade"]
         subprocess.run(cli, env={**os.environ, **env}, check=True, capture_output=True, timeout=120)

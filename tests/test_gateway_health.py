@@ -72,7 +72,7 @@ def test_openapi_and_error_shapes(gateway) -> None:
     with gateway.client() as client:
         spec = client.get("/openapi.json").json()
         missing = client.get("/v1/nothing-here")
-    assert {t["name"] for t in spec["tags"]} == {"datasets", "jobs", "models", "predict", "health"}
+    assert {t["name"] for t in spec["tags"]} == {"datasets", "jobs", "models", "predict", "keys", "health"}
     assert set(spec["paths"]) == {
         "/v1/datasets",
         "/v1/datasets/register",
@@ -85,6 +85,8 @@ def test_openapi_and_error_shapes(gateway) -> None:
         "/v1/models/{name}/versions/{version}",
         "/v1/models/{name}/promote",
         "/v1/predict",
+        "/v1/keys",
+        "/v1/keys/{key_id}/revoke",
         "/healthz",
         "/readyz",
     }
@@ -93,7 +95,9 @@ def test_openapi_and_error_shapes(gateway) -> None:
     submit = spec["paths"]["/v1/jobs"]["post"]
     assert set(submit["requestBody"]["content"]["application/json"]["examples"]) >= {"preprocess", "train"}
     assert {"202", "200", "404", "409", "422", "503"} <= set(submit["responses"])
-    assert missing.status_code == 404 and missing.json() == {"detail": "Not Found"}
+    assert missing.status_code == 404 and missing.json() == {
+        "detail": "no route GET /v1/nothing-here; the API is described at /docs and /openapi.json"
+    }
 
 
 def test_the_production_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pg_url: str) -> None:

@@ -48,7 +48,7 @@ def test_concurrent_submissions_with_one_key_create_one_job(
         upgrade(url)
     else:
         url = request.getfixturevalue("pg_url")
-    with serve_gateway(monkeypatch, tmp_path, url) as gw:
+    with serve_gateway(monkeypatch, tmp_path, url, ALLOWED_DATA_ROOTS=synth_folder.as_uri()) as gw:
         responses = _race(gw, synth_folder, "race-1")
         assert all(r.status_code in (200, 202) for r in responses), [(r.status_code, r.text) for r in responses]
         assert Counter(r.status_code for r in responses) == {202: 1, 200: CLIENTS - 1}

@@ -26,8 +26,9 @@ def _raw(gw, folder: Path) -> str:
 
 
 def _preprocessed(gw) -> str:
+    uri = f"{gw.settings.store_uri}/preprocessed/pre"  # inside the store: a row outside the roots is refused
     with session_scope(gw.settings.database_url) as session:
-        row = Dataset(name="pre", kind="preprocessed", source="job", uri="file:///nowhere", state="ready", info={})
+        row = Dataset(name="pre", kind="preprocessed", source="job", uri=uri, state="ready", info={})
         session.add(row)
     return row.id
 
@@ -65,7 +66,9 @@ def test_submit_by_uri_and_train_on_a_preprocessed_dataset(gateway, synth_folder
     assert gateway.queued("preprocess") == 1 and gateway.queued("train") == 1
 
 
-def test_benchmark_jobs_go_to_the_train_queue_with_or_without_a_dataset(gateway, synth_folder: Path) -> None:
+def test_benchmark_jobs_go_to_the_train_queue_with_or_without_a_dataset(
+    gateway, synth_folder: Path, tmp_path: Path
+) -> None:
     with gateway.client() as client:
         synthetic = client.post("/v1/jobs", json={"type": "benchmark", "params": {"rounds": 20}})
         assert synthetic.status_code == 202, synthetic.text
@@ -74,7 +77,8 @@ def test_benchmark_jobs_go_to_the_train_queue_with_or_without_a_dataset(gateway,
         assert job["params"]["configs"] == ["cpu", "gpu-builtin", "gpu-kernels", "gpu-kernels-objective"]
         on_data = client.post("/v1/jobs", json={"type": "benchmark", "params": {"dataset": synth_folder.as_uri()}})
         assert on_data.status_code == 202, on_data.text
-        missing = client.post("/v1/jobs", json={"type": "benchmark", "params": {"dataset": "file:///nowhere"}})
+        nowhere = (tmp_path / "nowhere").as_uri()  # inside ALLOWED_DATA_ROOTS, nothing there: 404
+        missing = client.post("/v1/jobs", json={"type": "benchmark", "params": {"dataset": nowhere}})
         assert missing.status_code == 404 and "no raw dataset at" in missing.json()["detail"]
         assert client.get("/v1/jobs", params={"type": "benchmark"}).json()["total"] == 2
     assert gateway.queued("train") == 2 and gateway.queued("preprocess") == 0
@@ -85,13 +89,17 @@ def test_benchmark_jobs_go_to_the_train_queue_with_or_without_a_dataset(gateway,
     [
         ({"type": "preprocess", "params": {"dataset": "0" * 32}}, 404, "no dataset '00000000000000000000000000000000'"),
         ({"type": "train", "params": {"dataset": "RAW"}}, 409, "is raw; this job needs a preprocessed dataset"),
-        ({"type": "preprocess", "params": {"dataset": "file:///nowhere/at/all"}}, 404, "no raw dataset at"),
+        ({"type": "preprocess", "params": {"dataset": "NOWHERE"}}, 404, "no raw dataset at"),
+        ({"type": "preprocess", "params": {"dataset": "file:///nowhere/at/all"}}, 403, "outside ALLOWED_DATA_ROOTS"),
         ({"type": "train", "params": {"dataset": "RAWURI"}}, 409, "holds a raw dataset; a train job needs"),
         ({"type": "evaluate", "params": {"model": "ghost", "dataset": "PRE"}}, 404, "model 'ghost' not found"),
     ],
 )
-def test_bad_references_queue_nothing(gateway, synth_folder: Path, body: dict, status: int, message: str) -> None:
+def test_bad_references_queue_nothing(
+    gateway, synth_folder: Path, tmp_path: Path, body: dict, status: int, message: str
+) -> None:
     refs = {"RAW": _raw(gateway, synth_folder), "RAWURI": synth_folder.as_uri(), "PRE": _preprocessed(gateway)}
+    refs["NOWHERE"] = (tmp_path / "nowhere" / "at" / "all").as_uri()  # inside ALLOWED_DATA_ROOTS
     body["params"] = {k: refs.get(v, v) for k, v in body["params"].items()}
     with gateway.client() as client:
         response = client.post("/v1/jobs", json=body)
@@ -125,7 +133,9 @@ def test_invalid_bodies_are_422_with_the_field(gateway, body: dict, loc: list) -
     with gateway.client() as client:
         response = client.post("/v1/jobs", json=body)
         assert response.status_code == 422, response.text
-        assert loc in [e["loc"] for e in response.json()["detail"]]
+        body = response.json()  # one error shape: a sentence naming the fields, and the fields one by one
+        assert loc in [e["loc"] for e in body["errors"]] and body["detail"].startswith("invalid request: ")
+        assert all(set(e) == {"loc", "msg", "type"} for e in body["errors"])  # the submitted values are not echoed
         assert client.get("/v1/jobs").json()["total"] == 0
     assert gateway.queued("preprocess") == gateway.queued("train") == 0
 
@@ -198,7 +208,7 @@ def test_sqlite_database(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, synth_
 
     url = f"sqlite:///{tmp_path / 'gateway.db'}"
     upgrade(url)
-    with serve_gateway(monkeypatch, tmp_path, url) as gw:
+    with serve_gateway(monkeypatch, tmp_path, url, ALLOWED_DATA_ROOTS=synth_folder.as_uri()) as gw:
         dataset = _raw(gw, synth_folder)
         with gw.client() as client:
             body = {"type": "preprocess", "params": {"dataset": dataset}}
@@ -218,7 +228,9 @@ def test_redis_broker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pg_url: s
     except redis.ConnectionError as exc:
         pytest.skip(f"Redis at 127.0.0.1:6379 is not reachable: {exc}")
     try:
-        with serve_gateway(monkeypatch, tmp_path, pg_url, REDIS_URL=url) as gw:
+        with serve_gateway(
+            monkeypatch, tmp_path, pg_url, REDIS_URL=url, ALLOWED_DATA_ROOTS=synth_folder.as_uri()
+        ) as gw:
             dataset = _raw(gw, synth_folder)
             with gw.client() as http:
                 response = http.post("/v1/jobs", json={"type": "preprocess", "params": {"dataset": dataset}})
@@ -233,7 +245,8 @@ def test_redis_broker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pg_url: s
 def test_broker_down_fails_the_job_with_503(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pg_url: str, synth_folder: Path, free_tcp_port: int
 ) -> None:
-    with serve_gateway(monkeypatch, tmp_path, pg_url, REDIS_URL=f"redis://127.0.0.1:{free_tcp_port}/0") as gw:
+    env = {"REDIS_URL": f"redis://127.0.0.1:{free_tcp_port}/0", "ALLOWED_DATA_ROOTS": synth_folder.as_uri()}
+    with serve_gateway(monkeypatch, tmp_path, pg_url, **env) as gw:
         dataset = _raw(gw, synth_folder)
         body = {"type": "preprocess", "params": {"dataset": dataset}}
         with gw.client() as client:

@@ -79,6 +79,7 @@ def test_body_headers_and_status_pass_through(gw) -> None:
         "x-emg-channels": "16",
         "x-sample-rate": "2000",
         "x-request-id": "r-1",
+        "x-request-timeout": "0.500",  # INFERENCE_TIMEOUT_S (1 s) less the margin: inference stops by then
     }
 
 

@@ -73,6 +73,7 @@ def test_infer_equals_the_library_flat_or_nested(served: Served) -> None:
 
 
 EMG = recording(0.5, seed=4)
+RATE_INPUT = {"name": "sample_rate", "shape": [1], "datatype": "FP32", "data": [2000.0]}
 GOOD = {"inputs": [emg_input(EMG)], "parameters": {"sample_rate": 2000}}
 REFUSALS = {
     "no rate": ({"inputs": [emg_input(EMG)]}, 422, r"sample_rate .* is required.*expects 2000 Hz"),
@@ -92,6 +93,20 @@ REFUSALS = {
     "short": ({**GOOD, "inputs": [emg_input(EMG[:100])]}, 422, r"send at least 400 samples"),
     "output": ({**GOOD, "outputs": [{"name": "joints"}]}, 422, r"requested outputs \['joints'\] do not exist"),
     "no inputs": ({"inputs": []}, 422, r"inputs: List should have at least 1 item"),
+    # found by schemathesis (500s before): a rate that is not a number, alone or beside a rate tensor
+    "rate text": ({**GOOD, "parameters": {"sample_rate": "abc"}}, 422, r"parameters.sample_rate must be a number"),
+    "rate list": ({**GOOD, "parameters": {"sample_rate": [1, 2]}}, 422, r"must be a number in Hz, got \[1, 2\]"),
+    "rate text and tensor": (
+        {**GOOD, "inputs": [emg_input(EMG), RATE_INPUT], "parameters": {"sample_rate": "abc"}},
+        422,
+        r"parameters.sample_rate must be a number in Hz, got 'abc'",
+    ),
+    "rate beyond float": ({**GOOD, "parameters": {"sample_rate": 10**400}}, 422, r"must be a number in Hz"),
+    "data beyond float": (
+        {**GOOD, "inputs": [{**emg_input(EMG), "data": [10**400] * EMG.size}]},
+        422,
+        r"input 'emg': data must be numbers|NaN/inf values \(first at sample 0, channel 0\)",
+    ),
 }
 
 
@@ -100,7 +115,9 @@ def test_infer_refusals_in_the_oip_error_format(served: Served, case: str) -> No
     body, status, message = REFUSALS[case]
     response = infer(served, body)
     assert response.status_code == status, response.text
-    assert set(response.json()) == {"error"} and re.search(message, response.json()["error"]), response.text
+    body = response.json()  # the protocol's `error`, and the project's one error shape
+    assert set(body) == {"error", "detail"} and body["error"] == body["detail"], response.text
+    assert re.search(message, body["error"]), response.text
 
 
 def test_unknown_model_or_version_is_404(served: Served) -> None:
@@ -108,8 +125,7 @@ def test_unknown_model_or_version_is_404(served: Served) -> None:
         response = httpx.get(served.url + path)
         assert response.status_code == 404 and "error" in response.json(), path
     response = infer(served, GOOD, path="/v2/models/other/infer")
-    assert response.status_code == 404 and response.json() == {
-        "error": f"unknown model 'other': this server serves '{NAME}'"
-    }
+    message = f"unknown model 'other': this server serves '{NAME}'"
+    assert response.status_code == 404 and response.json() == {"error": message, "detail": message}
     response = infer(served, GOOD, path=f"/v2/models/{NAME}/versions/{served.bundle.version}/infer")
     assert response.status_code == 200

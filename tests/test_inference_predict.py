@@ -177,6 +177,6 @@ def test_openapi_documents_both_bodies_and_the_oip_request(served: Served) -> No
     assert components["PredictRequest"]["examples"] and "emg" in components["PredictRequest"]["properties"]
     assert {"InferRequest", "InferInput", "PredictResponse", "ModelMetadata", "Readiness"} <= set(components)
     headers = {p["name"] for p in schema["paths"]["/v1/predict"]["post"]["parameters"]}
-    assert headers == {"x-emg-samples", "x-emg-channels", "x-sample-rate"}
+    assert headers == {"x-emg-samples", "x-emg-channels", "x-sample-rate", "x-request-timeout"}
     infer = schema["paths"]["/v2/models/{name}/infer"]["post"]
     assert infer["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/InferRequest")

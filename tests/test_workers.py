@@ -163,3 +163,31 @@ def test_benchmark_job_writes_its_report_and_plots_and_reports_gpu_configs_skipp
     assert cpu["windows"]["train"] > 0 and cpu["accuracy"]["mae_deg"] > 0
     assert "no CUDA device" in report["configs"]["gpu-kernels"]["skipped"]
     assert job.result["report"].endswith(f"{prefix}/report.json") and len(job.result["plots"]) == 3
+
+
+@pytest.fixture(scope="module")
+def outside_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real raw dataset in a folder beside the workers' one: outside their ALLOWED_DATA_ROOTS."""
+    folder = tmp_path_factory.mktemp("outside") / "data"
+    write_dataset(SynthConfig(users=2, stages=2, sessions=1, duration_s=2.0, seed=7), folder.as_uri())
+    return folder
+
+
+@pytest.mark.parametrize("case", ["dataset-uri", "dataset-row", "benchmark-dataset", "evaluate-model"])
+def test_a_job_row_naming_data_outside_the_roots_fails_in_the_worker(stack_env, raw_dataset, outside_dataset, case):
+    """Defence in depth: a job row written without the gateway (by hand, by an older version) is refused
+    by the worker too, with the rule, before it reads or writes anything there."""
+    before = sorted(p.name for p in outside_dataset.parent.rglob("*"))
+    if case == "dataset-uri":
+        job = wait(submit("preprocess", {"dataset": outside_dataset.as_uri()}))
+    elif case == "dataset-row":
+        row = repo.add_dataset(name="old", kind="raw", source="registered", uri=outside_dataset.as_uri(), state="ready")
+        job = wait(submit("preprocess", {"dataset": row}))
+    elif case == "benchmark-dataset":
+        job = wait(submit("benchmark", {"dataset": outside_dataset.as_uri(), "configs": ["cpu"], "rounds": 2}))
+    else:
+        model = f"{outside_dataset.parent.as_uri()}/models/w"
+        job = wait(submit("evaluate", {"model": model, "dataset": raw_dataset[0]}))
+    assert job.state == "failed"
+    assert job.error_type == "OutsideRoots" and "is outside ALLOWED_DATA_ROOTS" in job.error_message
+    assert sorted(p.name for p in outside_dataset.parent.rglob("*")) == before

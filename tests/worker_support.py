@@ -52,11 +52,13 @@ class Cluster:
 @contextlib.contextmanager
 def embedded(work: Path, **env: str) -> Iterator[dict[str, str]]:
     """This process configured for a fresh SQLite database, broker folder and store under ``work``
-    (``env`` overrides: ``DATABASE_URL`` and ``REDIS_URL`` for servers instead), migrated."""
+    (``env`` overrides: ``DATABASE_URL`` and ``REDIS_URL`` for servers instead), migrated. Jobs may name
+    data anywhere below ``work`` (ALLOWED_DATA_ROOTS), where the tests write their datasets."""
     settings = {
         "DATABASE_URL": f"sqlite:///{work / 'jobs.db'}",
         "BROKER_DIR": str(work / "broker"),
         "STORE_URI": (work / "store").as_uri(),
+        "ALLOWED_DATA_ROOTS": work.as_uri(),
         "DEVICE": "cpu",
         **env,
     }

@@ -43,6 +43,17 @@ def mark_database_use(scope: Scope) -> None:
         use.since = time.monotonic()
 
 
+def end_database_use(scope: Scope) -> None:
+    """Stops the deadline a short database use started (the API-key lookup) before the route runs.
+
+    The route starts it again when it opens its own session; a route that never does (``/v1/predict``,
+    streamed uploads) is then not cut, however long it computes or transfers.
+    """
+    use = scope.get(SCOPE_KEY)
+    if use is not None:
+        use.since = None
+
+
 class DatabaseDeadline:
     """Pure ASGI middleware: ``app.add_middleware(DatabaseDeadline, deadline_s=4.0, database=redacted_url)``."""
 

@@ -11,7 +11,7 @@ this process.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,6 +23,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import sessionmaker
 
 import emgpose
+from emgpose.api import BodyIdleTimeout, document_errors, install_http_errors
+from emgpose.auth_http import AuthGate, make_verifier, require
 from emgpose.db.engine import get_engine
 from emgpose.errors import EmgPoseError
 from emgpose.jobs.celery_app import make_celery
@@ -31,20 +33,40 @@ from emgpose.logs import setup_logging
 from emgpose.settings import Settings, get_settings
 from emgpose.store import open_store
 from emgpose.train.bundle import Registry
-from emgpose_gateway.deadline import DatabaseDeadline
+from emgpose_gateway.deadline import DatabaseDeadline, end_database_use, mark_database_use
 from emgpose_gateway.deps import redact
-from emgpose_gateway.routes import datasets, health, jobs, models, predict
+from emgpose_gateway.routes import datasets, health, jobs, keys, models, predict
+from emgpose_gateway.schemas import ErrorResponse
 
 log = logging.getLogger(__name__)
 
+OPEN_PATHS = ("/healthz", "/readyz")  # everything else needs an API key when AUTH_ENABLED is true
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": ErrorResponse,
+        "description": "no API key, or one that is malformed, unknown or revoked (`WWW-Authenticate: Bearer`)",
+    },
+    403: {
+        "model": ErrorResponse,
+        "description": "the key's scope is too low: `read` for GETs, `submit` for jobs, uploads and predictions, "
+        "`admin` to promote models, register datasets and manage keys; the message names the scope needed",
+    },
+}
 BROKER_TIMEOUT_S = 3.0  # connecting to or writing to Redis; a send retries twice more, then the job fails
 DEADLINE_MARGIN_S = 1.0  # a database request is answered 503 after DB_TIMEOUT_S + this (deadline.py)
+UNAVAILABLE = "the database, the job broker, the object store or the inference service is not reachable now"
 
 DESCRIPTION = """\
 REST entry point of emgpose: upload or register datasets, submit, poll and cancel preprocess, train and
 evaluate jobs, browse and promote model versions, and get joint angles from EMG (forwarded to the
-inference service). Errors are `{"detail": "<what was wrong and what would be right>"}`; request
-validation errors are FastAPI's `{"detail": [{"loc": [...], "msg": ..., "type": ...}]}`.
+inference service). Every error (4xx, 5xx) is `{"detail": "<what was wrong and what would be right>"}`;
+request validation errors (422) add `errors`: `[{"loc": [...], "msg": ..., "type": ...}]`, one per bad
+field, and their `detail` names those fields. A request body that stops arriving for `BODY_IDLE_TIMEOUT_S`
+is answered 408.
+
+Where `AUTH_ENABLED` is on (compose and `emgpose up` turn it on), every route but `/healthz` and `/readyz`
+needs `Authorization: Bearer <API key>`: scope `read` for GETs, `submit` for jobs, uploads and
+predictions, `admin` to promote models, register datasets and manage keys (`/v1/keys`).
 """
 
 TAGS = [
@@ -52,6 +74,7 @@ TAGS = [
     {"name": "jobs", "description": "Preprocess, train and evaluate jobs: submit, poll, cancel"},
     {"name": "models", "description": "Model versions in the registry and the `latest` pointer"},
     {"name": "predict", "description": "Joint angles from EMG, forwarded to the inference service"},
+    {"name": "keys", "description": "API keys: create (shown once), list (never the secret), revoke; admin only"},
     {"name": "health", "description": "Liveness and readiness"},
 ]
 
@@ -105,7 +128,7 @@ async def project_error(request: Request, exc: EmgPoseError) -> JSONResponse:
     """Every :class:`~emgpose.errors.EmgPoseError`: its status, ``{"detail": message}``."""
     if exc.status >= 500:
         log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status, exc.message)
-    return JSONResponse({"detail": exc.message}, status_code=exc.status)
+    return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=exc.headers or None)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -127,10 +150,45 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(EmgPoseError, project_error)
     app.add_exception_handler(Exception, unexpected_error)
     deadline_s = settings.db_timeout_s + DEADLINE_MARGIN_S
+    # API keys (AUTH_ENABLED): AuthGate refuses a request without a valid key before its body is read;
+    # each router needs at least the scope below, and routes that write ask for more (emgpose.auth).
+    app.state.verifier = make_verifier(settings)
+    # A key read from the database runs under the deadline, which ends with the lookup.
+    app.state.before_key_lookup, app.state.after_key_lookup = mark_database_use, end_database_use
+    app.add_middleware(
+        AuthGate,
+        verifier=app.state.verifier,
+        open_paths=OPEN_PATHS,
+        before_lookup=mark_database_use,
+        after_lookup=end_database_use,
+    )
     app.add_middleware(DatabaseDeadline, deadline_s=deadline_s, database=redact(settings.database_url))
-    for module in (datasets, jobs, models, predict, health):
-        app.include_router(module.router)
+    app.add_middleware(BodyIdleTimeout, timeout_s=settings.body_idle_timeout_s)
+    install_http_errors(app)  # validation errors, 404/405/408/413 and client disconnects in the one shape
+    for module, scope in ((datasets, "read"), (jobs, "read"), (models, "read"), (predict, "submit"), (keys, "admin")):
+        app.include_router(module.router, dependencies=[require(scope)], responses=AUTH_RESPONSES)
+    app.include_router(health.router)  # open: probes call /healthz and /readyz without a key
+    app.openapi = _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """FastAPI's document with every error status each operation can answer (:func:`document_errors`):
+    500 everywhere, 503 wherever the database, the store, the broker or inference is involved (all but
+    liveness), 408 and 422 where a body or parameters are read."""
+    generate = app.openapi
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for path, item in schema.get("paths", {}).items():
+                for operation in item.values():
+                    if path != "/healthz":
+                        operation.setdefault("responses", {}).setdefault("503", {"description": UNAVAILABLE})
+            app.openapi_schema = document_errors(schema)
+        return app.openapi_schema
+
+    return build
 
 
 app = create_app()

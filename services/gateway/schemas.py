@@ -11,32 +11,33 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from emgpose.access import MAX_LOCATION
+from emgpose.api import ErrorResponse as ErrorResponse  # every 4xx/5xx body, re-exported for the routes
+from emgpose.auth import NAME_MAX, Scope
 from emgpose.db.models import Dataset
 from emgpose.jobs.schemas import JobState
+from emgpose.names import DatasetName, Version
 
 DATASET_ID = "3f2a9c0e5b7d4e1f8a6b2c3d4e5f6a7b"
 VERSION = "20261121T133904Z-a11a4b"
+KEY_ID = "5f0c2a9d8e7b6c41"
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ErrorResponse(BaseModel):
-    """Every error but request validation: one message saying what was wrong and what would be right."""
-
-    detail: str = Field(examples=["no dataset '3f2a9c0e5b7d4e1f8a6b2c3d4e5f6a7b'"])
-
-
 # --- datasets -----------------------------------------------------------------------------------------
 
 
 class DatasetRegister(Strict):
-    name: str = Field(min_length=1, max_length=200, examples=["lab-2026-11"])
+    name: DatasetName
     uri: str = Field(
         min_length=1,
+        max_length=MAX_LOCATION,
         description="A folder holding metadata.csv and the session files it lists (s3://bucket/prefix, "
-        "file:///path, or a path on the gateway's machine)",
+        "file:///path, or an absolute path on the gateway's machine), below the object store or a root in "
+        "ALLOWED_DATA_ROOTS",
         examples=["s3://emgpose/raw/lab-2026-11"],
     )
 
@@ -159,13 +160,46 @@ class BundlePublic(BaseModel):
 
 
 class PromoteRequest(Strict):
-    version: str = Field(min_length=1, max_length=64, examples=[VERSION])
+    version: Version = Field(examples=[VERSION])
 
 
 class PromoteResult(BaseModel):
     name: str
     latest: str = Field(description="The version `latest` points at now")
     previous: str | None = Field(description="Where it pointed before (promote that to roll back)")
+
+
+# --- API keys ---------------------------------------------------------------------------------------
+
+
+class KeyCreate(Strict):
+    scope: Scope = Field(description="read < submit < admin; each includes the ones before it")
+    name: str = Field(default="", max_length=NAME_MAX, description="A label: who or what uses the key")
+
+
+class KeyPublic(BaseModel):
+    """A key as lists show it: never the secret, never its hash."""
+
+    id: str = Field(description="The key's public id (also the second part of the key)", examples=[KEY_ID])
+    name: str = Field(examples=["ci"])
+    scope: Scope
+    created_at: datetime
+    last_used_at: datetime | None = Field(description="Coarse: updated at most every 10 minutes")
+    revoked_at: datetime | None
+    revoked: bool
+
+
+class KeyCreated(KeyPublic):
+    key: str = Field(
+        description="The key itself, shown only in this answer: it is stored nowhere (the database keeps a "
+        "keyed hash). Send it as `Authorization: Bearer <key>`.",
+        examples=[f"emgp_{KEY_ID}_{'x' * 43}"],
+    )
+
+
+class KeysPublic(BaseModel):
+    items: list[KeyPublic] = Field(description="Every key, revoked ones included, newest first")
+    total: int
 
 
 # --- health -----------------------------------------------------------------------------------------

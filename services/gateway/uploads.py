@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -25,9 +26,11 @@ from python_multipart.multipart import FormParserError, MultipartParser, parse_o
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
+from emgpose.api import BodyTimeout
 from emgpose.errors import EmgPoseError, InvalidInput, TooLarge
 from emgpose.formats.metadata import METADATA_FILE
-from emgpose.store import ObjectStore, check_key
+from emgpose.names import SESSION_SUFFIX, check_file_name, shown
+from emgpose.store import LocalStore, ObjectStore, check_key
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,6 @@ DRAIN_BYTES = 64 * MIB  # after an error, at most this much of the remaining bod
 NAME_FIELD, FILES_FIELD = "name", "files"
 MAX_NAME_BYTES = 800  # the name column holds 200 characters; a longer field is refused while it streams
 MAX_FILES = 100_000
-SESSION_SUFFIX = ".hdf5"
 
 
 class UnsupportedMediaType(EmgPoseError):
@@ -64,14 +66,16 @@ class Received:
         return sum(self.files.values())
 
 
-def check_filename(raw: str, seen: dict[str, int]) -> str:
-    """The stored name of an uploaded file: its last path component, which must be a session or metadata."""
-    name = raw.replace("\\", "/").rsplit("/", 1)[-1].strip()
+def check_filename(raw: bytes | str, seen: dict[str, int]) -> str:
+    """The stored name of an uploaded file: a plain session or metadata file name, by the one rule
+    (:func:`emgpose.names.check_file_name`: no folder part, UTF-8, at most 255 bytes, no control characters)."""
     rule = f"send session files ending in {SESSION_SUFFIX} and exactly one {METADATA_FILE}"
-    if not name or name.startswith(".") or len(name) > 255 or any(ord(c) < 32 for c in name):
-        raise InvalidInput(f"file name {raw!r} is not usable: {rule}, with plain file names")
-    if name != METADATA_FILE and not name.endswith(SESSION_SUFFIX):
-        raise InvalidInput(f"file {name!r} is neither a session file nor {METADATA_FILE}: {rule}")
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput(f"file name {shown(raw)} is not UTF-8: {rule}, with UTF-8 file names") from None
+    name = check_file_name(raw)
     if name in seen:
         raise InvalidInput(f"file {name!r} was sent twice: {rule}; every file name once")
     if len(seen) >= MAX_FILES:
@@ -174,7 +178,7 @@ class _Form:
         if field_name == NAME_FIELD and filename is None:
             self.text = bytearray()
         elif field_name == FILES_FIELD and filename is not None:
-            name = check_filename(filename.decode("utf-8", "replace"), self.received.files)
+            name = check_filename(filename, self.received.files)
             self.writer = _Writer(self.store, name, self.limit, self.limit_mb)
             self.received.files[name] = 0  # claimed: a failure below still cleans it up
             await self.writer.open()
@@ -203,7 +207,10 @@ class _Form:
         elif self.text is not None:
             if self.received.name is not None:
                 raise InvalidInput(f"form field {NAME_FIELD!r} was sent twice")
-            self.received.name = self.text.decode("utf-8", "replace")
+            try:
+                self.received.name = self.text.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidInput(f"form field {NAME_FIELD!r} is not UTF-8 text") from None
             self.text = None
 
     async def apply(self, events: list[tuple[str, Any]]) -> None:
@@ -273,7 +280,7 @@ def _feed(parser: MultipartParser, chunk: bytes | None) -> None:
 
 async def _drain(stream: AsyncIterator[bytes]) -> None:
     seen = 0
-    with contextlib.suppress(ClientDisconnect, RuntimeError):
+    with contextlib.suppress(ClientDisconnect, RuntimeError, BodyTimeout):  # a silent client is not waited for
         async for chunk in stream:
             seen += len(chunk)
             if seen > DRAIN_BYTES:
@@ -281,11 +288,14 @@ async def _drain(stream: AsyncIterator[bytes]) -> None:
 
 
 async def discard(store: ObjectStore, names: list[str]) -> None:
-    """Deletes ``names`` from ``store`` (best effort: a failure is logged, the original error stands)."""
+    """Deletes ``names`` from ``store``, then, for a local store, its folder once empty, so a failed upload
+    leaves no ``raw/<id>/`` behind (best effort: a failure is logged, the original error stands)."""
 
     def delete_all() -> None:
         for name in names:
             store.delete(name)
+        if isinstance(store, LocalStore) and os.path.isdir(store.root) and not os.listdir(store.root):
+            os.rmdir(store.root)
 
     try:
         await run_in_threadpool(delete_all)

@@ -13,21 +13,19 @@ from typing import Any
 
 from emgpose.errors import DataFormatError, InvalidInput, NotFound
 from emgpose.formats.metadata import METADATA_FILE, read_metadata
+from emgpose.names import DATASET_NAME_RULE, check_dataset_name
 from emgpose.preprocess.dataset import Dataset
 from emgpose.store import ObjectStore
 from emgpose_gateway.uploads import NAME_FIELD, SESSION_SUFFIX, Received
 
-MAX_NAME = 200
 SUMMARY_FILE = "summary.json"  # what marks a preprocessed dataset (written by the preprocess job)
 
 
 def dataset_name(raw: str | None) -> str:
-    name = (raw or "").strip()
-    if not name:
-        raise InvalidInput(f"form field {NAME_FIELD!r} is required: a name for the dataset, 1-{MAX_NAME} characters")
-    if len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
-        raise InvalidInput(f"dataset name {name[:40]!r}... must be 1-{MAX_NAME} printable characters")
-    return name
+    """The upload's ``name`` field, trimmed, by the dataset-name rule every way in shares (:mod:`emgpose.names`)."""
+    if raw is None or not raw.strip():
+        raise InvalidInput(f"form field {NAME_FIELD!r} is required: a name for the dataset, {DATASET_NAME_RULE}")
+    return check_dataset_name(raw, f"form field {NAME_FIELD!r}")
 
 
 def check_upload(store: ObjectStore, received: Received) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Dependencies as ``Annotated`` aliases (STYLE.md, habit 2).
 
-The holder and the runner live in the lifespan state (``request.state``); settings and metrics are
-made with the app (``app.state``), so the middleware can count requests before the lifespan starts.
+The holder and the runner live in the lifespan state (``request.state``); settings, metrics and the
+prediction memory budget are made with the app (``app.state``), so the middleware can count requests
+before the lifespan starts.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from emgpose.settings import Settings
+from emgpose_inference.admission import MemoryBudget
 from emgpose_inference.infer import Runner
 from emgpose_inference.metrics import Metrics
 from emgpose_inference.state import Loaded, ModelHolder
@@ -45,3 +47,10 @@ async def get_model(holder: HolderDep) -> Loaded:
 
 
 ModelDep = Annotated[Loaded, Depends(get_model)]
+
+
+async def get_budget(conn: HTTPConnection) -> MemoryBudget:
+    return conn.app.state.budget
+
+
+BudgetDep = Annotated[MemoryBudget, Depends(get_budget)]

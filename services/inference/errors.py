@@ -1,21 +1,23 @@
 """Errors to HTTP responses, in one place (STYLE.md, habit 12).
 
 Every project error (:class:`emgpose.errors.EmgPoseError`) carries its status; request validation
-errors become 422 with a message naming each bad field; Starlette's ``HTTPException`` keeps its status.
-The body is ``{"detail": "<message>"}``, except below ``/v2/`` where the Open Inference Protocol asks
-for ``{"error": "<message>"}``.
+errors become 422 with a message naming each bad field and ``errors`` listing them; Starlette's
+``HTTPException`` keeps its status; a client that left is 499 (:mod:`emgpose.api`, shared with the
+gateway). The body is ``{"detail": "<message>"}`` everywhere; below ``/v2/`` it also carries the same
+message as ``error``, the field the Open Inference Protocol's clients read.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
+from emgpose import api
 from emgpose.errors import EmgPoseError, InvalidInput, Unavailable
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,14 @@ class UnsupportedMediaType(EmgPoseError):
     """The request body's Content-Type is not one the endpoint reads (HTTP 415)."""
 
     status = 415
+
+
+def auth_responses(model: type) -> dict[int | str, dict[str, Any]]:
+    """The 401 and 403 a route that needs an API key documents, in the error shape ``model`` of its prefix."""
+    return {
+        401: {"model": model, "description": "no API key, or one that is malformed, unknown or revoked"},
+        403: {"model": model, "description": "the key's scope is too low; the message names the scope needed"},
+    }
 
 
 class PayloadTooLarge(HTTPException):
@@ -49,44 +59,24 @@ class PayloadTooLarge(HTTPException):
         )
 
 
-def error_body(path: str, message: str) -> dict[str, str]:
-    return {"error": message} if path.startswith(OIP_PREFIX) else {"detail": message}
+def error_body(path: str, message: str) -> dict[str, Any]:
+    return {"error": message, "detail": message} if path.startswith(OIP_PREFIX) else {"detail": message}
 
 
 def error_response(request: Request, status: int, message: str) -> JSONResponse:
     return JSONResponse(error_body(request.url.path, message), status_code=status)
 
 
-def describe_validation(errors: list[dict], prefix_drop: tuple[str, ...] = ("body",)) -> str:
-    """``loc: msg`` for each error, e.g. ``emg[3][1]: Input should be a valid number``."""
-    parts = []
-    for error in errors[:5]:
-        loc = [str(p) for p in error.get("loc", ()) if p not in prefix_drop]
-        where = "".join(f"[{p}]" if p.isdigit() else (f".{p}" if i else p) for i, p in enumerate(loc))
-        message = str(error.get("msg", "invalid"))
-        parts.append(f"{where}: {message}" if where else message)
-    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-    return "; ".join(parts) + more
-
-
 def invalid_from_pydantic(exc: ValidationError, what: str) -> InvalidInput:
-    return InvalidInput(f"{what}: {describe_validation(exc.errors())}")
+    """``what: emg[3][1]: Input should be a valid number; ...`` (fields named as :mod:`emgpose.api` does)."""
+    return InvalidInput(f"{what}: {api.describe_validation(exc.errors())}")
 
 
 async def _project_error(request: Request, exc: EmgPoseError) -> JSONResponse:
     if exc.status >= 500:
         log.warning("%s %s: %s", request.method, request.url.path, exc.message)
-    return error_response(request, exc.status, exc.message)
-
-
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    return error_response(request, 422, f"invalid request: {describe_validation(list(exc.errors()))}")
-
-
-async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    response = error_response(request, exc.status_code, str(exc.detail))
-    if exc.headers:
-        response.headers.update(exc.headers)
+    response = error_response(request, exc.status, exc.message)
+    response.headers.update(exc.headers)  # WWW-Authenticate on 401/403, Retry-After on 429
     return response
 
 
@@ -97,6 +87,5 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(EmgPoseError, _project_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
+    api.install_http_errors(app, body=lambda request, message: error_body(request.url.path, message))
     app.add_exception_handler(Exception, _unexpected)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -18,6 +19,7 @@ from anyio import CapacityLimiter
 
 from emgpose.train.coverage import flagged
 from emgpose.train.predict import Prediction, Predictor, predict
+from emgpose_inference.admission import CHUNK_SAMPLES, Work
 from emgpose_inference.metrics import Metrics
 from emgpose_inference.schemas import PredictResponse
 from emgpose_inference.state import Loaded
@@ -35,10 +37,31 @@ class Runner:
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
 
-    def predict(self, endpoint: str, loaded: Loaded, emg: np.ndarray, times: np.ndarray | None = None) -> Prediction:
-        """One-shot prediction of a whole recording (call it inside :meth:`call`)."""
+    def predict(
+        self,
+        endpoint: str,
+        loaded: Loaded,
+        emg: np.ndarray,
+        times: np.ndarray | None = None,
+        work: Work | None = None,
+    ) -> Prediction:
+        """A whole recording (call it inside :meth:`call`), preprocessed in steps of
+        :data:`~emgpose_inference.admission.CHUNK_SAMPLES` through one :class:`Predictor`: the same
+        windows and answers as one call (the chain is causal and carries its state), a bounded working
+        set, and a check of ``work`` before each step, so a request whose client left or whose deadline
+        passed stops computing."""
         started = time.perf_counter()
-        result = predict(loaded.bundle, emg, times)
+        if work is None:
+            result = predict(loaded.bundle, emg, times)
+        else:
+            predictor = Predictor(loaded.bundle)
+            emg = predictor.check(emg)  # the whole input once, so a NaN is located in request coordinates
+            parts = []
+            for start in range(0, len(emg), CHUNK_SAMPLES):
+                work.check()
+                stop = start + CHUNK_SAMPLES
+                parts.append(predictor.push(emg[start:stop], None if times is None else times[start:stop]))
+            result = concatenate(parts)
         self._record(endpoint, started, result)
         return result
 
@@ -54,6 +77,20 @@ class Runner:
         self.metrics.windows.inc(len(result), endpoint=endpoint)
         if result.out_of_range is not None:
             self.metrics.windows_out_of_range.inc(flagged(result.out_of_range), endpoint=endpoint)
+
+
+def concatenate(parts: list[Prediction]) -> Prediction:
+    """The predictions of consecutive chunks of one stream as one (chunks that completed no window add nothing)."""
+    full = [p for p in parts if len(p)] or parts[:1]
+    first = full[0]
+    ranges = [p.out_of_range for p in full]
+    return replace(
+        first,
+        window_end=np.concatenate([p.window_end for p in full]),
+        t_end=np.concatenate([p.t_end for p in full]),
+        values=np.concatenate([p.values for p in full]),
+        out_of_range=None if any(r is None for r in ranges) else np.concatenate(ranges),
+    )
 
 
 def prediction_fields(result: Prediction) -> dict[str, Any]:

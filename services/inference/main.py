@@ -18,25 +18,31 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
+from emgpose.api import BodyIdleTimeout, document_errors
+from emgpose.auth_http import AuthGate, make_verifier, require
 from emgpose.settings import Settings, get_settings
 from emgpose.store import open_store
 from emgpose.train.bundle import Registry, check_name
 from emgpose_inference import __version__, routes_ops, routes_v1, routes_v2, stream
-from emgpose_inference.errors import install_error_handlers
+from emgpose_inference.admission import MIB, MemoryBudget
+from emgpose_inference.errors import OIP_PREFIX, auth_responses, install_error_handlers
 from emgpose_inference.infer import Runner
 from emgpose_inference.limits import BodyLimitMiddleware
 from emgpose_inference.metrics import Metrics, MetricsMiddleware
-from emgpose_inference.schemas import InferRequest, PredictRequest
+from emgpose_inference.schemas import ErrorResponse, InferRequest, OipError, PredictRequest
 from emgpose_inference.state import ModelHolder
 
 log = logging.getLogger(__name__)
 
 STARTUP_WAIT_S = 30.0
+OPEN_PATHS = ("/healthz", "/readyz", "/v2/health/live", "/v2/health/ready")  # probes; all else needs a key
 DESCRIPTION = (
     "Joint angles (or gesture probabilities) from raw surface EMG, with the preprocessing the model was "
     "trained with. Serves the `latest` version of one model and swaps in new versions without downtime. "
     "`/v1/predict` (JSON or float32 body), `/v1/stream` (WebSocket, see the service README), and the "
-    "Open Inference Protocol under `/v2`."
+    "Open Inference Protocol under `/v2`. Where `AUTH_ENABLED` is on, every route but the health probes "
+    "needs `Authorization: Bearer <API key>` (the gateway's keys): scope `submit` to predict, infer and "
+    "stream, `read` for metadata and `/metrics`."
 )
 
 
@@ -89,10 +95,14 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             for name, definition in defs.get("$defs", {}).items():
                 components.setdefault(name, definition)
-            app.openapi_schema = schema
+            app.openapi_schema = document_errors(schema, always=(500, 503), model=_error_model)
         return app.openapi_schema
 
     return build
+
+
+def _error_model(path: str) -> str:
+    return f"#/components/schemas/{OipError.__name__ if path.startswith(OIP_PREFIX) else ErrorResponse.__name__}"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -106,9 +116,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app)
-    for module in (routes_ops, routes_v1, stream, routes_v2):
+    # API keys (AUTH_ENABLED), the same as the gateway's: AuthGate refuses a request without a valid key
+    # before its body is read; routes ask for their scope (submit to predict, read for metadata and
+    # metrics). Verified keys are remembered for AUTH_CACHE_S, so most requests read no database.
+    app.state.verifier = make_verifier(settings)
+    for module in (routes_ops, stream, routes_v2):
         app.include_router(module.router)
+    app.include_router(routes_v1.router, dependencies=[require("submit")], responses=auth_responses(ErrorResponse))
     app.add_middleware(BodyLimitMiddleware, max_bytes=int(settings.max_request_mb * 2**20))
+    app.add_middleware(BodyIdleTimeout, timeout_s=settings.body_idle_timeout_s)  # a silent body is cut (408)
+    app.state.budget = MemoryBudget(int(settings.predict_memory_mb * MIB))  # what predictions may hold at once
+    app.add_middleware(AuthGate, verifier=app.state.verifier, open_paths=OPEN_PATHS)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts refusals too
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     return app

@@ -2,17 +2,26 @@
 
 Counters, gauges and histograms with labels, thread-safe (the model watcher and the prediction
 threads update them). One :class:`Metrics` per app, so tests can run several apps in one process.
-:class:`MetricsMiddleware` counts every HTTP request by route template and status.
+:class:`MetricsMiddleware` counts every HTTP request by route template and status; a request whose
+client closed the connection before the answer is counted with status ``499`` (nginx's "client closed
+request", :mod:`emgpose.api`), never as a 500, and logs no traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import threading
 import time
 from collections.abc import Iterable
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from emgpose.api import CLIENT_CLOSED, ClientGone
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -201,6 +210,13 @@ class MetricsMiddleware:
 
         try:
             await self.app(scope, receive, send_status)
+        except (ClientDisconnect, ClientGone):  # the app's handler answers 499 first; this is the backstop
+            status = CLIENT_CLOSED
+            log.info("%s %s: the client closed the connection before the answer", scope["method"], scope["path"])
+        except asyncio.CancelledError:  # cancelled before an answer started: not a server error either
+            if status == 500:
+                status = CLIENT_CLOSED
+            raise
         finally:
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or "unmatched"

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from emgpose.errors import InvalidInput
 from emgpose.train.predict import Prediction
-from emgpose_inference import codec
+from emgpose_inference import codec, fastjson
 from emgpose_inference.errors import invalid_from_pydantic
 from emgpose_inference.schemas import InferOutput, InferRequest, ModelMetadata, TensorMetadata
 from emgpose_inference.state import Loaded
@@ -77,10 +77,12 @@ def _sample_rate(request: InferRequest, loaded: Loaded) -> None:
         if values.size != 1:
             raise InvalidInput(f"input {RATE!r} must hold exactly one value (Hz), got {values.size}")
         from_input = float(values[0])
-    if from_params is not None and from_input is not None and float(from_params) != from_input:
-        raise InvalidInput(f"parameters.sample_rate ({from_params}) and input 'sample_rate' ({from_input}) disagree")
-    rate = from_params if from_params is not None else from_input
-    codec.check_sample_rate(rate, loaded, where="sample_rate (request parameters.sample_rate or input 'sample_rate')")
+    if from_params is None:
+        codec.check_sample_rate(from_input, loaded, where="sample_rate (parameters.sample_rate or input 'sample_rate')")
+        return
+    rate = codec.check_sample_rate(from_params, loaded, where="parameters.sample_rate")  # a number, the model's
+    if from_input is not None and rate != from_input:
+        raise InvalidInput(f"parameters.sample_rate ({rate:g}) and input 'sample_rate' ({from_input:g}) disagree")
 
 
 def _emg(request: InferRequest, loaded: Loaded) -> np.ndarray:
@@ -102,11 +104,27 @@ def _emg(request: InferRequest, loaded: Loaded) -> np.ndarray:
     return codec.check_emg(values, loaded, loaded.window_length)
 
 
-def parse(raw: bytes, loaded: Loaded) -> ParsedInfer:
+def parse(raw: bytes, loaded: Loaded, max_samples: int) -> ParsedInfer:
+    """An infer request read by :mod:`.fastjson` (tensor data straight into numpy, at most ``max_samples``
+    samples of the model's channels), validated against :class:`InferRequest`."""
+    channels = loaded.bundle.num_channels
+    limits = fastjson.Limits(max_rows=max_samples, max_values=max_samples * channels)
+    document = fastjson.decode(raw, limits)
+    arrays: dict[int, np.ndarray] = {}
+    inputs = document.get("inputs") if isinstance(document, dict) else None
+    for i, item in enumerate(inputs if isinstance(inputs, list) else []):
+        if isinstance(item, dict) and isinstance(item.get("data"), np.ndarray):
+            arrays[i] = item["data"]
+            item["data"] = []  # validated as a list below; the array comes back after
     try:
-        request = InferRequest.model_validate_json(raw)
+        request = InferRequest.model_validate(document)
     except ValidationError as exc:
         raise invalid_from_pydantic(exc, "invalid inference request") from None
+    for i, array in arrays.items():
+        request.inputs[i].data = array  # type: ignore[assignment]
+    for tensor in request.inputs:
+        if tensor.name == EMG and len(tensor.shape) == 2 and tensor.shape[0] > max_samples:
+            raise codec.too_many_samples(tensor.shape[0], max_samples, loaded, f"input {EMG!r}")
     emg = _emg(request, loaded)
     _sample_rate(request, loaded)
     available = [spec.name for spec in output_specs(loaded)]

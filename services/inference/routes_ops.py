@@ -1,13 +1,15 @@
-"""Liveness, readiness and metrics."""
+"""Liveness, readiness and metrics. The probes are open; ``/metrics`` needs a ``read`` key where AUTH_ENABLED is on."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from emgpose.auth_http import require
 from emgpose_inference.deps import HolderDep, MetricsDep
+from emgpose_inference.errors import auth_responses
 from emgpose_inference.metrics import CONTENT_TYPE
-from emgpose_inference.schemas import Health, Readiness, ReloadError, StoreState
+from emgpose_inference.schemas import ErrorResponse, Health, Readiness, ReloadError, StoreState
 from emgpose_inference.state import ModelHolder
 
 router = APIRouter(tags=["operations"])
@@ -50,7 +52,8 @@ async def readyz(holder: HolderDep) -> JSONResponse:
     "/metrics",
     response_class=PlainTextResponse,
     summary="Prometheus metrics (text exposition format 0.0.4)",
-    responses={200: {"content": {CONTENT_TYPE: {}}}},
+    responses={200: {"content": {CONTENT_TYPE: {}}}} | auth_responses(ErrorResponse),
+    dependencies=[require("read")],
 )
 async def metrics(registry: MetricsDep) -> PlainTextResponse:
     return PlainTextResponse(registry.render(), media_type=CONTENT_TYPE)

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from emgpose.api import ErrorResponse
+
 _EMG_EXAMPLE = [[0.012, -0.003, 0.021], [0.010, -0.001, 0.018], [0.007, 0.002, 0.015]]
 
 
@@ -79,12 +81,6 @@ class PredictResponse(BaseModel):
     )
 
 
-class ErrorResponse(BaseModel):
-    model_config = _examples({"detail": "sample_rate 1000 Hz does not match the model's 2000 Hz; resample to 2000 Hz"})
-
-    detail: str
-
-
 class Health(BaseModel):
     status: Literal["alive"] = "alive"
 
@@ -138,8 +134,16 @@ class Readiness(BaseModel):
 # --- /v2: Open Inference Protocol ----------------------------------------------------------------
 
 
-class OipError(BaseModel):
-    model_config = _examples({"error": "unknown model 'other': this server serves 'emgpose'"})
+class OipError(ErrorResponse):
+    """Errors below ``/v2``: the one error shape, plus the message again as ``error`` (the Open Inference
+    Protocol's field, which its clients read)."""
+
+    model_config = _examples(
+        {
+            "error": "unknown model 'other': this server serves 'emgpose'",
+            "detail": "unknown model 'other': this server serves 'emgpose'",
+        }
+    )
 
     error: str
 

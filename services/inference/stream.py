@@ -16,6 +16,8 @@ Protocol (also in the service README):
 4. A bad message gets ``{"type": "error", "status": ..., "detail": "..."}``, then the server closes:
    1007 for invalid data (channel count, NaN/inf, byte count, ragged rows, wrong sample rate), 1003 for
    a message of a kind it does not read, 1008 for EMG before the sample rate, 1011 for a server fault.
+5. Where AUTH_ENABLED is on, the handshake carries ``Authorization: Bearer <key>`` (scope ``submit``);
+   without a valid key the server accepts, sends the error (status 401 or 403) and closes with 1008.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 from starlette.types import Message
 
+from emgpose.auth_http import authorize
 from emgpose.errors import EmgPoseError, InvalidInput
 from emgpose.train.predict import Predictor
 from emgpose_inference import codec
@@ -153,6 +156,12 @@ async def _serve(websocket: WebSocket, session: StreamSession) -> None:
 async def stream(websocket: WebSocket) -> None:
     holder, runner, metrics = websocket.state.holder, websocket.state.runner, websocket.app.state.metrics
     await websocket.accept()
+    try:
+        await authorize(websocket, "submit")  # the handshake's Authorization header; no-op with auth off
+    except EmgPoseError as exc:  # 401 or 403; 503 while keys cannot be checked
+        metrics.stream_sessions.inc(outcome="refused")
+        await _close(websocket, StreamError(POLICY if exc.status < 500 else TRY_LATER, exc.status, exc.message))
+        return
     loaded = holder.current  # pinned for the whole connection
     outcome = "closed"
     try:

@@ -70,7 +70,7 @@ def _plan(run: JobRun) -> None:
     params = PreprocessParams.model_validate(run.job.params)
     run.progress(0.0, "planning", force=True)
     with session_scope() as session:
-        data_uri, _ = repo.resolve_dataset(session, params.dataset, "raw")
+        data_uri, _ = repo.resolve_dataset(session, params.dataset, "raw", get_settings())
     plan = parts.plan(data_uri, output_uri(job_id), f".staging/{job_id}", params.config)
     train = plan.train_parts()
     after = Phase("stats", [plan.sessions[i]["samples"] for i in train]) if train else Phase("merge")
@@ -143,7 +143,7 @@ def _register(run: JobRun, plan: parts.Plan, summary: dict[str, Any]) -> dict[st
     with session_scope() as session:
         existing = repo.find_dataset_by_job(session, job.id)
         dataset_id = existing.id if existing is not None else None
-        parent = job.dataset_id or repo.resolve_dataset(session, params.dataset, "raw")[1]
+        parent = job.dataset_id or repo.resolve_dataset(session, params.dataset, "raw", get_settings())[1]
     if dataset_id is None:
         counts = summary["counts"]
         dataset_id = repo.add_dataset(

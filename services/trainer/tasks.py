@@ -17,6 +17,7 @@ from typing import Any
 
 from celery import Task
 
+from emgpose import access
 from emgpose.db.engine import session_scope
 from emgpose.devices import resolve_device
 from emgpose.jobs import repo
@@ -63,7 +64,7 @@ def _train(run: JobRun) -> dict[str, Any]:
     settings = get_settings()
     params = TrainParams.model_validate(run.job.params)
     with session_scope() as session:
-        dataset_uri, _ = repo.resolve_dataset(session, params.dataset, "preprocessed")
+        dataset_uri, _ = repo.resolve_dataset(session, params.dataset, "preprocessed", settings)
     device = resolve_device(params.config.get("device", settings.device))
     config = params.boost_config(device)
     name = params.name or settings.model_name
@@ -110,8 +111,9 @@ def evaluate(self: Task, job_id: str) -> None:
 def _evaluate(run: JobRun) -> dict[str, Any]:
     settings = get_settings()
     params = EvaluateParams.model_validate(run.job.params)
+    access.confine_model_ref(params.model, settings, "params.model")  # a row written some other way, too
     with session_scope() as session:
-        dataset_uri, _ = repo.resolve_dataset(session, params.dataset, "preprocessed")
+        dataset_uri, _ = repo.resolve_dataset(session, params.dataset, "preprocessed", settings)
     result = run_evaluate(
         params.model, dataset_uri, settings.store_uri, progress=run.staged(TRAIN_STAGES), eval_id=f"job-{run.job.id}"
     )
@@ -144,7 +146,7 @@ def _benchmark(run: JobRun) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="emgpose-benchmark-") as tmp:
         if params.dataset is not None:
             with session_scope() as session:
-                data_uri, _ = repo.resolve_dataset(session, params.dataset, "raw")
+                data_uri, _ = repo.resolve_dataset(session, params.dataset, "raw", settings)
         else:
             run.progress(1.0, "generating data", force=True)
             data_uri = os.path.join(tmp, "data")

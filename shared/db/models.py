@@ -1,4 +1,4 @@
-"""Tables: datasets, jobs (with their fan-out parts) and model versions (SQLAlchemy 2 typed models).
+"""Tables: datasets, jobs (with their fan-out parts), model versions and API keys (SQLAlchemy 2 typed models).
 
 The schema is created and changed only by the Alembic migrations in ``emgpose.db.migrations``
 (``emgpose db upgrade``, the pre-start step); these classes must match the newest revision, which a
@@ -83,6 +83,10 @@ class Job(Base):
     error_message: Mapped[str | None] = mapped_column(Text, default=None)
     dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"), default=None, index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True, default=None)
+    # The API key that submitted it (None with AUTH_ENABLED=false): MAX_JOBS_IN_FLIGHT_PER_KEY counts by it.
+    api_key_id: Mapped[str | None] = mapped_column(
+        ForeignKey("api_keys.id", name="fk_jobs_api_key_id"), default=None, index=True
+    )
     request_digest: Mapped[str | None] = mapped_column(String(64), default=None)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     parts_total: Mapped[int] = mapped_column(Integer, default=0)
@@ -120,6 +124,23 @@ class JobPart(Base):
     due_at: Mapped[datetime | None] = mapped_column(default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     requeues: Mapped[int] = mapped_column(Integer, default=0)  # times the reaper sent this unit again
+
+
+class ApiKey(Base):
+    """An API key (:mod:`emgpose.auth`): its public id, scope and a keyed hash of the whole key, never the key.
+
+    Keys are revoked, never deleted, so that the jobs they submitted keep naming them.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)  # the public part of the key
+    name: Mapped[str] = mapped_column(String(100), default="")
+    scope: Mapped[str] = mapped_column(String(10))  # read | submit | admin
+    digest: Mapped[str] = mapped_column(String(64))  # hex HMAC-SHA256(AUTH_PEPPER, key)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)  # coarse: written at most every 10 min
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class ModelVersion(Base):

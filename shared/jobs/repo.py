@@ -17,12 +17,14 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from emgpose import access, auth
 from emgpose.db.engine import session_scope
 from emgpose.db.models import Dataset, Job, ModelVersion, utcnow
 from emgpose.errors import Conflict, NotFound, Unavailable
 from emgpose.jobs.schemas import TERMINAL
 from emgpose.jobs.units import end_job
-from emgpose.store import as_uri
+from emgpose.names import dataset_id_problem, is_location
+from emgpose.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ def create_job(
     params: dict[str, Any],
     dataset_id: str | None = None,
     idempotency_key: str | None = None,
+    api_key_id: str | None = None,
+    max_in_flight: int | None = None,
 ) -> tuple[Job, bool]:
     """A new queued job, or the job an earlier request with the same ``idempotency_key`` created.
 
@@ -47,14 +51,24 @@ def create_job(
     and the decision are one statement (``INSERT ... ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING``), so concurrent submissions with one key create one job on PostgreSQL and SQLite alike:
     the others insert nothing and read the winner (PostgreSQL makes them wait for its commit).
+
+    ``api_key_id`` is the API key submitting it; with ``max_in_flight``, a new job beyond that many queued
+    or running jobs of the key is a 429 (:func:`emgpose.auth.check_in_flight`), while a retry of one
+    already created still gets its job back.
     """
     request = digest({"type": type_, "params": params})
+    if api_key_id is not None and max_in_flight is not None:
+        existing = _by_key(session, idempotency_key, request) if idempotency_key else None
+        if existing is not None:
+            return existing, False
+        auth.check_in_flight(session, api_key_id, max_in_flight)
     row = {
         "type": type_,
         "state": "queued",
         "params": params,
         "dataset_id": dataset_id,
         "idempotency_key": idempotency_key,
+        "api_key_id": api_key_id,
         "request_digest": request,
         "stage": "queued",
         "result": {},
@@ -91,6 +105,8 @@ def _by_key(session: Session, key: str, request: str) -> Job | None:
 
 
 def get_job(session: Session, job_id: str) -> Job:
+    if dataset_id_problem(job_id):  # ids are 32 hex digits: anything else (a NUL too) is never looked up
+        raise NotFound(f"no job {job_id!r}")
     job = session.get(Job, job_id)
     if job is None:
         raise NotFound(f"no job {job_id!r}")
@@ -105,6 +121,8 @@ def list_jobs(
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[Job], int]:
+    if dataset_id is not None and dataset_id_problem(dataset_id):
+        return [], 0  # not an id (a NUL would not even reach PostgreSQL): no job reads such a dataset
     query = select(Job)
     for column, value in ((Job.type, type_), (Job.state, state), (Job.dataset_id, dataset_id)):
         if value is not None:
@@ -129,6 +147,8 @@ def request_cancel(session: Session, job_id: str) -> Job:
 
 
 def get_dataset(session: Session, dataset_id: str) -> Dataset:
+    if dataset_id_problem(dataset_id):  # ids are 32 hex digits: anything else (a NUL too) is never looked up
+        raise NotFound(f"no dataset {dataset_id!r}")
     dataset = session.get(Dataset, dataset_id)
     if dataset is None:
         raise NotFound(f"no dataset {dataset_id!r}")
@@ -193,16 +213,22 @@ def add_model_version(**fields: Any) -> None:
         session.merge(ModelVersion(**fields))
 
 
-def resolve_dataset(session: Session, ref: str, kind: str) -> tuple[str, str | None]:
-    """``(uri, dataset id or None)`` for a dataset id or a store URI; ``kind`` is raw or preprocessed."""
-    if "://" not in ref and not ref.startswith("/"):
+def resolve_dataset(session: Session, ref: str, kind: str, settings: Settings) -> tuple[str, str | None]:
+    """``(uri, dataset id or None)`` for a dataset id or a location; ``kind`` is raw or preprocessed.
+
+    Both the gateway (at submission) and the workers (when they run a job) resolve through here, so a
+    location outside the store and ALLOWED_DATA_ROOTS is refused in both places with the same 403
+    (:func:`emgpose.access.confine`), a row that points outside included. The URI returned is normalised.
+    """
+    access.check_dataset_ref(ref, "params.dataset")
+    if not is_location(ref):
         dataset = get_dataset(session, ref)
         if dataset.kind != kind:
             raise Conflict(f"dataset {ref} is {dataset.kind}; this job needs a {kind} dataset")
         if dataset.state != "ready":
             raise Conflict(f"dataset {ref} is {dataset.state}, not ready")
-        return dataset.uri, dataset.id
-    uri = as_uri(ref)
+        return access.confine(dataset.uri, settings, f"the location of dataset {ref}"), dataset.id
+    uri = access.confine(ref, settings, "params.dataset")
     existing = session.scalars(select(Dataset).where(Dataset.uri == uri, Dataset.kind == kind).limit(1)).first()
     return uri, existing.id if existing is not None else None
 

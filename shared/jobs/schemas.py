@@ -13,13 +13,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from emgpose.access import MAX_LOCATION
+from emgpose.names import DatasetName, ModelName, ModelRefText
 from emgpose.preprocess.config import PreprocessConfig
 from emgpose.train.boost import BoostConfig
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 JobType = Literal["preprocess", "train", "evaluate", "benchmark"]
 TERMINAL = ("succeeded", "failed", "cancelled")
-DATASET_HELP = "a dataset id from /v1/datasets, or a store URI (s3://bucket/prefix, file:///path)"
+DATASET_HELP = (
+    "a dataset id from /v1/datasets, or a store URI (s3://bucket/prefix, file:///path) below the object store "
+    "or ALLOWED_DATA_ROOTS (403 outside them)"
+)
 
 
 class Strict(BaseModel):
@@ -27,9 +32,16 @@ class Strict(BaseModel):
 
 
 class PreprocessParams(Strict):
-    dataset: str = Field(description=f"The raw dataset: {DATASET_HELP}", examples=["3f2a9c0e5b7d4e1f8a6b2c3d4e5f6a7b"])
+    dataset: str = Field(
+        min_length=1,
+        max_length=MAX_LOCATION,
+        description=f"The raw dataset: {DATASET_HELP}",
+        examples=["3f2a9c0e5b7d4e1f8a6b2c3d4e5f6a7b"],
+    )
     config: PreprocessConfig = Field(default_factory=PreprocessConfig, description="Preprocessing settings")
-    name: str | None = Field(default=None, description="Name of the preprocessed dataset (default: the raw one's)")
+    name: DatasetName | None = Field(
+        default=None, description="Name of the preprocessed dataset (default: the raw one's)"
+    )
     device: Literal["auto", "cpu", "cuda"] | None = Field(
         default=None,
         description="Where the chain and features run: `cuda` uses our kernels on the worker's GPU, `auto` "
@@ -38,10 +50,8 @@ class PreprocessParams(Strict):
 
 
 class TrainParams(Strict):
-    dataset: str = Field(description=f"The preprocessed dataset: {DATASET_HELP}")
-    name: str | None = Field(
-        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", description="Model name (default MODEL_NAME)"
-    )
+    dataset: str = Field(min_length=1, max_length=MAX_LOCATION, description=f"The preprocessed dataset: {DATASET_HELP}")
+    name: ModelName | None = Field(default=None, description="Model name (default MODEL_NAME)")
     task: Literal["regression", "classification"] | None = Field(
         default=None, description="Default: regression where the data has joint angles, else classification"
     )
@@ -57,10 +67,12 @@ class TrainParams(Strict):
 
 
 class EvaluateParams(Strict):
-    model: str = Field(
-        description="NAME (its latest version) or NAME@VERSION", examples=["emgpose@20261121T120000Z-1a2b3c"]
+    model: ModelRefText = Field(
+        description="NAME (its latest version), NAME@VERSION, or the location of a model (.../models/NAME) or of "
+        "a version (.../models/NAME/VERSION) below the object store or ALLOWED_DATA_ROOTS",
+        examples=["emgpose@20261121T120000Z-1a2b3c"],
     )
-    dataset: str = Field(description=f"A preprocessed dataset: {DATASET_HELP}")
+    dataset: str = Field(min_length=1, max_length=MAX_LOCATION, description=f"A preprocessed dataset: {DATASET_HELP}")
 
 
 class SyntheticSize(Strict):
@@ -77,6 +89,8 @@ StudyConfig = Literal["cpu", "gpu-builtin", "gpu-kernels", "gpu-kernels-objectiv
 class BenchmarkParams(Strict):
     dataset: str | None = Field(
         default=None,
+        min_length=1,
+        max_length=MAX_LOCATION,
         description=f"A raw dataset with joint angles: {DATASET_HELP}; default: a synthetic one of `synthetic`'s size",
     )
     synthetic: SyntheticSize = Field(default_factory=SyntheticSize)
@@ -131,6 +145,7 @@ class JobPublic(BaseModel):
     result: dict[str, Any] = Field(description="Links to what the job produced (dataset, model version, report)")
     error: JobError | None = None
     cancel_requested: bool
+    api_key_id: str | None = Field(default=None, description="The API key that submitted it (null with auth off)")
     attempts: int = Field(description="Times a worker started one of the job's units")
     requeues: int = Field(description="Units the reaper sent again after a worker or a message was lost")
     heartbeat_at: datetime | None = Field(description="The newest heartbeat of a worker running the job")
@@ -161,6 +176,7 @@ def public(job: Any) -> JobPublic:
         result=job.result,
         error=error,
         cancel_requested=job.cancel_requested,
+        api_key_id=job.api_key_id,
         attempts=job.attempts or 0,
         requeues=job.requeues or 0,
         heartbeat_at=job.heartbeat_at,

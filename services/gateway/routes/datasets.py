@@ -17,12 +17,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
+from emgpose import access
+from emgpose.api import Offset
+from emgpose.auth_http import require
 from emgpose.db.models import Dataset, new_id, utcnow
 from emgpose.errors import Conflict, EmgPoseError
 from emgpose.jobs import repo
+from emgpose.names import DATASET_NAME_MAX, DATASET_NAME_PATTERN, bad_character
 from emgpose.settings import Settings
-from emgpose.store import as_uri, open_store
+from emgpose.store import open_store
 from emgpose_gateway import uploads, validate
 from emgpose_gateway.deps import SessionDep, SessionsDep, SettingsDep, StoreDep, database_unavailable
 from emgpose_gateway.schemas import (
@@ -46,7 +51,8 @@ DatasetId = Annotated[str, Path(description="A dataset id from POST or GET /v1/d
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     what = {
-        404: "no such dataset, or nothing at the URI",
+        403: "the URI is outside the object store and ALLOWED_DATA_ROOTS",
+        404: "no such dataset, or no dataset at a URI inside the allowed roots",
         409: "the URI is already registered",
         413: "a file is over MAX_UPLOAD_MB",
         415: "the body is not multipart/form-data",
@@ -65,7 +71,13 @@ UPLOAD_BODY = {
                     "type": "object",
                     "required": [uploads.NAME_FIELD, uploads.FILES_FIELD],
                     "properties": {
-                        uploads.NAME_FIELD: {"type": "string", "maxLength": 200, "example": "lab-2026-11"},
+                        uploads.NAME_FIELD: {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": DATASET_NAME_MAX,
+                            "pattern": DATASET_NAME_PATTERN,
+                            "example": "lab-2026-11",
+                        },
                         uploads.FILES_FIELD: {
                             "type": "array",
                             "items": {"type": "string", "format": "binary"},
@@ -117,6 +129,7 @@ def _end_upload(sessions: sessionmaker[Session], dataset_id: str, **values: Any)
     "`ready` once all are stored and validated. `Location` gives its URL.",
     openapi_extra=UPLOAD_BODY,
     responses=_errors(413, 415, 422, 503),
+    dependencies=[require("submit")],
 )
 async def upload_dataset(
     request: Request, response: Response, settings: SettingsDep, store: StoreDep, sessions: SessionsDep
@@ -144,8 +157,15 @@ async def upload_dataset(
 async def _fail_upload(
     sessions: sessionmaker[Session], dataset_id: str, received: uploads.Received, exc: BaseException
 ) -> None:
-    message = exc.message if isinstance(exc, EmgPoseError) else f"upload interrupted ({type(exc).__name__})"
-    failed = {"name": (received.name or "").strip()[:200], "state": "failed", "files": 0, "bytes": 0, "error": message}
+    if isinstance(exc, EmgPoseError):
+        message = exc.message
+    elif isinstance(exc, HTTPException):  # 408 from BODY_IDLE_TIMEOUT_S, 413 from a body limit
+        message = str(exc.detail)
+    else:
+        message = f"upload interrupted ({type(exc).__name__})"
+    name = (received.name or "").strip()[:200]
+    name = "" if bad_character(name) else name  # a NUL would not even reach PostgreSQL's text column
+    failed = {"name": name, "state": "failed", "files": 0, "bytes": 0, "error": message}
     try:
         await run_in_threadpool(lambda: _end_upload(sessions, dataset_id, **failed))
     except Exception:
@@ -161,13 +181,15 @@ async def _fail_upload(
     response_model=DatasetPublic,
     summary="Register a raw dataset already in an object store",
     description="Validates the folder the same way as an upload (metadata.csv and every session it lists) "
-    "and records it; nothing is copied.",
-    responses=_errors(404, 409, 422, 503),
+    "and records it; nothing is copied. The folder must lie below the object store or a root in "
+    "ALLOWED_DATA_ROOTS: anywhere else is 403, decided from the URI alone (nothing is looked up there).",
+    responses=_errors(403, 404, 409, 422, 503),
+    dependencies=[require("admin")],
 )
 def register_dataset(
     body: DatasetRegister, response: Response, session: SessionDep, settings: SettingsDep
 ) -> DatasetPublic:
-    store = open_store(as_uri(body.uri.strip()).rstrip("/"), settings)
+    store = open_store(access.confine(body.uri.strip(), settings, "uri"), settings)  # 403 outside, before any I/O
     existing = session.scalars(select(Dataset).where(Dataset.uri == store.uri, Dataset.kind == RAW)).first()
     if existing is not None and existing.state == "ready":
         raise Conflict(f"{store.uri} is already registered as dataset {existing.id} ({existing.name!r})")
@@ -193,7 +215,7 @@ def list_datasets(
     session: SessionDep,
     kind: Annotated[Literal["raw", "preprocessed"] | None, Query(description="raw or preprocessed")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> DatasetsPublic:
     rows, total = repo.list_datasets(session, kind=kind, limit=limit, offset=offset)
     return DatasetsPublic(items=[dataset_public(r) for r in rows], total=total, limit=limit, offset=offset)

@@ -18,6 +18,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from emgpose import access
+from emgpose.api import Offset
+from emgpose.auth import ApiKeyInfo
+from emgpose.auth_http import require
 from emgpose.db.models import Job, utcnow
 from emgpose.errors import Conflict, NotFound, Unavailable
 from emgpose.formats.metadata import METADATA_FILE
@@ -98,13 +102,14 @@ def check_references(session: Session, body: AnyJob, settings: Settings) -> str 
                 [{**e, "loc": ("body", "params", "config", *e["loc"])} for e in exc.errors(include_url=False)]
             ) from None
     if isinstance(body, EvaluateJob):
+        access.confine_model_ref(body.params.model, settings, "params.model")  # 403 outside, before any I/O
         ref = parse_model_ref(body.params.model, settings.store_uri)
         ref.registry.resolve(ref.name, ref.version)
     if isinstance(body, BenchmarkJob) and body.params.dataset is None:
         return None  # the worker generates the synthetic dataset the study runs on
     kind = NEEDS[body.type]
-    uri, dataset_id = repo.resolve_dataset(session, body.params.dataset, kind)
-    if dataset_id is None:  # a URI nobody registered: look at what is there
+    uri, dataset_id = repo.resolve_dataset(session, body.params.dataset, kind, settings)  # confined: 403 outside
+    if dataset_id is None:  # a URI nobody registered, inside the roots: look at what is there
         store = open_store(uri, settings)
         if not store.exists(MARKER[kind]):
             other = "preprocessed" if kind == "raw" else "raw"
@@ -134,7 +139,17 @@ def _broker_failed(session: Session, job: Job, exc: Exception, settings: Setting
     description="Answers 202 with the queued job and `Location: /v1/jobs/{id}`. With an `Idempotency-Key` "
     "already used for the same body, answers 200 with that earlier job (nothing new is queued); for a "
     "different body, 409.",
-    responses={200: {"model": JobPublic, "description": "the job an earlier request with this key created"}} | ERRORS,
+    responses={
+        200: {"model": JobPublic, "description": "the job an earlier request with this key created"},
+        429: {
+            "model": ErrorResponse,
+            "description": "the API key has MAX_JOBS_IN_FLIGHT_PER_KEY jobs queued or running; `Retry-After` says when "
+            "to try again",
+            "headers": {"Retry-After": {"description": "seconds", "schema": {"type": "integer"}}},
+        },
+        403: {"model": ErrorResponse, "description": "a dataset or model location outside ALLOWED_DATA_ROOTS"},
+    }
+    | ERRORS,
 )
 def submit_job(
     body: JobBody,
@@ -142,6 +157,7 @@ def submit_job(
     session: SessionDep,
     celery: CeleryDep,
     settings: SettingsDep,
+    key: Annotated[ApiKeyInfo | None, require("submit")],
     idempotency_key: Annotated[
         str | None,
         Header(min_length=1, max_length=200, description="Makes retries safe: same key + same body = same job"),
@@ -149,7 +165,8 @@ def submit_job(
 ) -> JobPublic:
     dataset_id = check_references(session, body, settings)
     params = body.params.model_dump(mode="json")
-    job, created = repo.create_job(session, body.type, params, dataset_id, idempotency_key)
+    in_flight = {"api_key_id": key.id, "max_in_flight": settings.max_jobs_in_flight_per_key} if key else {}
+    job, created = repo.create_job(session, body.type, params, dataset_id, idempotency_key, **in_flight)
     if created:
         units.add_entry(session, job)  # the job's first unit, committed with the job
     session.commit()
@@ -177,7 +194,7 @@ def list_jobs(
     state: Annotated[JobState | None, Query(description="queued, running, succeeded, failed or cancelled")] = None,
     dataset_id: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> JobsPublic:
     rows, total = repo.list_jobs(session, type, state, dataset_id, limit=limit, offset=offset)
     return JobsPublic(items=[public(r) for r in rows], total=total, limit=limit, offset=offset)
@@ -196,6 +213,7 @@ def get_job(job_id: JobId, session: SessionDep) -> JobPublic:
     description="A queued job is cancelled at once; a running one gets `cancel_requested` and its worker "
     "stops at the next check. 409 for a job that has already finished.",
     responses=ERRORS,
+    dependencies=[require("submit")],
 )
 def cancel_job(job_id: JobId, session: SessionDep) -> JobPublic:
     job = repo.request_cancel(session, job_id)

@@ -14,6 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from emgpose.api import Offset
+from emgpose.auth_http import require
 from emgpose.db.models import ModelVersion
 from emgpose.errors import NotFound
 from emgpose.train.bundle import META_FILE, MODELS, Registry, check_name
@@ -90,7 +92,7 @@ def get_model(
     session: SessionDep,
     registry: RegistryDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> ModelDetail:
     versions, latest = _known(registry, name)
     jobs = _job_ids(session, name)
@@ -128,6 +130,7 @@ def get_version(name: Name, version: Version, session: SessionDep, registry: Reg
     response_model=PromoteResult,
     summary="Point `latest` at a version (also the rollback)",
     responses=ERRORS,
+    dependencies=[require("admin")],
 )
 def promote(name: Name, body: PromoteRequest, registry: RegistryDep) -> PromoteResult:
     check_name(name)
