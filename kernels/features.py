@@ -2,6 +2,9 @@
 
 Twin: :func:`emgpose.preprocess.features.compute_stream_features`, the CPU fast path; the output is the
 same ``(count, F * C)`` float32 matrix in the trainer's column order (feature-major, then channel).
+The kernel computes the registry features with a kernel id (``gpu=True``); the others are declared
+CPU-only (``Feature.gpu = False``) and :class:`emgpose.preprocess.kernel_path.KernelWindowStream`
+computes them on the host from the same z-scored signals.
 
 Every summed feature (all but ``env_last``) is a difference of prefix sums of its per-sample terms,
 computed in one pass for every requested feature:
@@ -55,7 +58,8 @@ class KernelFeature:
     span: int | None
 
 
-# The one table of kernel ids; check_registry() holds it against emgpose.preprocess.features.FEATURES.
+# The one table of kernel ids; check_registry() holds it against emgpose.preprocess.features.FEATURES:
+# every registry feature has an id here or is declared CPU-only (Feature.gpu = False).
 KERNEL_FEATURES: dict[str, KernelFeature] = {
     "env_mean": KernelFeature(0, "envelope", 0),
     "env_last": KernelFeature(1, "envelope", None),
@@ -68,10 +72,16 @@ KERNEL_FEATURES: dict[str, KernelFeature] = {
 
 
 def registry_mismatches() -> list[str]:
-    """How :data:`KERNEL_FEATURES` and the CPU registry ``FEATURES`` disagree (empty when they agree)."""
+    """How :data:`KERNEL_FEATURES` and the CPU registry ``FEATURES`` disagree (empty when they agree).
+
+    Every registry feature needs a kernel id here or ``gpu=False`` (declared CPU-only), never both.
+    """
     problems = []
-    if missing := [name for name in FEATURES if name not in KERNEL_FEATURES]:
-        problems.append(f"registry features without a kernel id: {missing}")
+    if missing := [name for name in FEATURES if name not in KERNEL_FEATURES and FEATURES[name].gpu]:
+        problems.append(f"registry features without a kernel id: {missing} (add one to features.cu and "
+                        "KERNEL_FEATURES, or declare the feature CPU-only with gpu=False)")  # fmt: skip
+    if both := [name for name in KERNEL_FEATURES if name in FEATURES and not FEATURES[name].gpu]:
+        problems.append(f"features declared CPU-only (gpu=False) that have a kernel id: {both}")
     if extra := [name for name in KERNEL_FEATURES if name not in FEATURES]:
         problems.append(f"kernel ids of features the registry lacks: {extra}")
     ids = [kernel.id for kernel in KERNEL_FEATURES.values()]
@@ -90,7 +100,8 @@ def registry_mismatches() -> list[str]:
 
 def check_registry() -> None:
     """Raises :class:`~emgpose_kernels.launch.KernelError` if the kernel's table and the registry disagree,
-    so a feature added to the registry without a kernel id fails loudly instead of computing nonsense."""
+    so a feature added to the registry without a kernel id (and not declared CPU-only) fails loudly
+    instead of computing nonsense."""
     if problems := registry_mismatches():
         raise launch.KernelError(f"features.cu and the registry FEATURES disagree: {'; '.join(problems)}")
 
@@ -199,6 +210,9 @@ def _checked_features(features: Sequence[str]) -> tuple[str, ...]:
         raise ValueError(f"features must name at least one feature of {list(FEATURES)}")
     if unknown := [name for name in names if name not in FEATURES]:
         raise ValueError(f"unknown features {unknown}: the known features are {list(FEATURES)}")
+    if host := [name for name in names if name not in KERNEL_FEATURES and not FEATURES[name].gpu]:
+        raise ValueError(f"features {host} are CPU-only (gpu=False): compute them with "
+                         "emgpose.preprocess.features.compute_stream_features")  # fmt: skip
     return names
 
 

@@ -318,6 +318,13 @@ def run_config(name: str, data_uri: str, options: StudyOptions) -> dict[str, Any
 
     spec = {**CONFIGS, **EMULATED}[name]
     config = PreprocessConfig.model_validate(options.preprocess or {})
+    if cpu_only := [feature for feature in config.features if not FEATURES[feature].gpu]:
+        # The study compares the GPU chains feature for feature: only features every chain computes.
+        raise InvalidInput(f"features {cpu_only} are CPU-only (no GPU twin yet): the study's chains compute "
+                           f"{[f for f in FEATURES if FEATURES[f].gpu]}")  # fmt: skip
+    if config.context or config.window.extra_lengths:
+        raise InvalidInput("the study's chains compute one window length without temporal context: "
+                           "leave window.extra_lengths empty and context at 0")  # fmt: skip
     cupy = None
     if spec.device == "cuda":
         import cupy  # noqa: PLC0415

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from emgpose.preprocess.config import PreprocessConfig
+from emgpose.preprocess.features import num_columns
 from emgpose.preprocess.kernel_path import KernelChain, KernelWindowStream, add_rows, array_module, to_host
 from emgpose.preprocess.normalize import NormStats, RunningStats
 from emgpose.preprocess.signal import CausalChain
@@ -70,7 +71,16 @@ def test_kernel_chain_in_chunks_equals_the_cpu_chain(device: str, channels: int)
         np.testing.assert_allclose(to_host(got.envelope), want.envelope, rtol=1e-9, atol=1e-9)
 
 
-def test_kernel_window_stream_gives_the_cpu_batches(device: str):
+# Kernel features and CPU-only ones interleaved (AR has four columns per channel): the kernel path computes
+# the first kind on the device, the second on the host, and must assemble them in this order.
+MIXED_FEATURES = ("ar", "mav", "wamp", "env_last", "m2", "zc", "mav_share", "mdf", "ls", "rms")
+
+
+@pytest.mark.parametrize(
+    "config", [CONFIG, PreprocessConfig.model_validate({**CONFIG.model_dump(), "features": MIXED_FEATURES})],
+    ids=["kernel features", "with CPU-only features"],
+)  # fmt: skip
+def test_kernel_window_stream_gives_the_cpu_batches(device: str, config: PreprocessConfig):
     channels, targets = 4, 3
     n = CUTS[-1]
     x = _emg(n, channels)
@@ -79,8 +89,8 @@ def test_kernel_window_stream_gives_the_cpu_batches(device: str):
     y[900] = 0.0  # an IK failure
     stats = _stats(channels, targets)
     options = {"num_targets": targets, "source": "s.hdf5"}
-    cpu = WindowStream(CONFIG, RATE, channels, stats, **options)
-    kernels = KernelWindowStream(CONFIG, RATE, channels, stats, xp=array_module(device), **options)
+    cpu = WindowStream(config, RATE, channels, stats, **options)
+    kernels = KernelWindowStream(config, RATE, channels, stats, xp=array_module(device), **options)
     t = np.arange(n) / RATE
     cpu.warm_up(x[:40] * 0.5)
     kernels.warm_up(x[:40] * 0.5)
@@ -91,6 +101,7 @@ def test_kernel_window_stream_gives_the_cpu_batches(device: str):
         np.testing.assert_array_equal(got.end_index, want.end_index)
         np.testing.assert_array_equal(got.reason, want.reason)
         assert got.features.dtype == np.float32 and got.features.shape == want.features.shape
+        assert want.features.shape[1] == num_columns(config.features, channels)
         np.testing.assert_allclose(got.features, want.features, rtol=1e-4, atol=1e-4)
         reasons.update(want.reason.tolist())
     assert reasons == {0, 1, 3}  # kept, invalid EMG and IK failure all occurred

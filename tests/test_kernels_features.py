@@ -20,6 +20,7 @@ from emgpose.preprocess.features import FEATURES, compute_stream_features
 from emgpose_kernels.features import KERNEL_FEATURES, check_registry, scan_columns, window_features
 from emgpose_kernels.launch import KernelError
 
+KERNEL_NAMES = tuple(name for name in FEATURES if FEATURES[name].gpu)  # the rest are CPU-only
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
 EXACT = ("zc", "ssc", "env_last")
 SPANNED = ("wl", "zc", "ssc")
@@ -93,12 +94,12 @@ CASES = {
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_every_feature_in_registry_order_equals_the_cpu_twin(xp: ModuleType, case, dtype: type, threshold: float):
     n, channels, first, stride, count, length = case
-    assert_matches_twin(xp, signals(n, channels, dtype), first, stride, count, length, tuple(FEATURES), threshold)
+    assert_matches_twin(xp, signals(n, channels, dtype), first, stride, count, length, KERNEL_NAMES, threshold)
 
 
 SUBSETS = [
     ("ssc", "env_last", "rms", "zc"),
-    tuple(np.random.default_rng(5).permutation(list(FEATURES))[:5]),
+    tuple(np.random.default_rng(5).permutation(list(KERNEL_NAMES))[:5]),
     ("rms", "zc", "rms"),  # a feature twice: one prefix column block, two output blocks
     ("env_last",),  # nothing summed: no prefix sums at all
 ]
@@ -148,7 +149,7 @@ def test_windows_shorter_than_the_span_count_nothing(xp: ModuleType, length: int
 @pytest.mark.parametrize("tile", [2, 3, 5])
 def test_deep_prefix_scans_give_the_same_features(xp: ModuleType, tile: int):
     """Tiles of a few rows make the scan recurse several levels on a small signal (cells of 1 sample)."""
-    assert_matches_twin(xp, signals(151, 2, np.float64, seed=8), 3, 5, 28, 11, tuple(FEATURES), 0.2, scan_tile=tile)
+    assert_matches_twin(xp, signals(151, 2, np.float64, seed=8), 3, 5, 28, 11, KERNEL_NAMES, 0.2, scan_tile=tile)
 
 
 @pytest.mark.parametrize("tile", [2, 3, 64])
@@ -195,11 +196,26 @@ def test_bad_arguments_are_refused_naming_what_is_wrong(xp: ModuleType):
         window_features(data, 0, 1, 2, 5.0, ("mav",))
     with pytest.raises(ValueError, match="scan_tile must be at least 2"):
         window_features(data, 0, 1, 2, 5, ("mav",), scan_tile=1)
+    with pytest.raises(ValueError, match=r"features \['ar', 'mnf'\] are CPU-only \(gpu=False\)"):
+        window_features(data, 0, 1, 1, 5, ("mav", "ar", "mnf"))
 
 
-def test_every_registry_feature_has_a_kernel_id_and_agrees_on_signal_and_span():
-    assert list(KERNEL_FEATURES) == list(FEATURES)
+def test_every_registry_feature_has_a_kernel_id_or_is_declared_cpu_only():
+    assert list(KERNEL_FEATURES) == list(KERNEL_NAMES)
+    assert set(FEATURES) - set(KERNEL_FEATURES) == {name for name in FEATURES if not FEATURES[name].gpu}
     check_registry()
+
+
+def test_a_cpu_only_feature_that_claims_a_kernel_is_refused(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setitem(FEATURES, "mav", dataclasses.replace(FEATURES["mav"], gpu=False))
+    with pytest.raises(KernelError, match=r"declared CPU-only \(gpu=False\) that have a kernel id: \['mav'\]"):
+        check_registry()
+
+
+def test_a_registry_feature_neither_on_the_kernel_nor_declared_cpu_only_is_refused(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setitem(FEATURES, "ls", dataclasses.replace(FEATURES["ls"], gpu=True))
+    with pytest.raises(KernelError, match=r"registry features without a kernel id: \['ls'\]"):
+        check_registry()
 
 
 def test_a_feature_added_to_the_registry_without_a_kernel_id_is_refused(monkeypatch: pytest.MonkeyPatch):

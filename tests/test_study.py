@@ -68,3 +68,13 @@ def test_the_command_line_runs_xgboost_at_scale_alone_and_redraws_plots(tmp_path
     xgb = json.loads((tmp_path / "report.json").read_text())["xgboost"]
     assert xgb["windows"] == 3000 and xgb["cpu"]["seconds"] > 0 and "cuda" not in xgb
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_cpu_only_features_and_multi_window_rows_are_refused_by_name(data: str):
+    """The study's chains compute the kernel features over one window length; the rest are refused."""
+    from emgpose.study import run_config
+
+    with pytest.raises(InvalidInput, match=r"features \['ar', 'mnf'\] are CPU-only \(no GPU twin yet\)"):
+        run_config("cpu", data, StudyOptions(rounds=1, preprocess={"features": ["mav", "ar", "mnf"]}))
+    with pytest.raises(InvalidInput, match="leave window.extra_lengths empty and context at 0"):
+        run_config("cpu", data, StudyOptions(rounds=1, preprocess={"context": 1}))

@@ -55,14 +55,38 @@ class NotchConfig(_Strict):
 
 
 class WindowConfig(_Strict):
+    """Window length and stride; ``extra_lengths``: more windows ending at the same sample (multi-scale
+    features: e.g. ``[800ms]`` beside a 200 ms window), their features appended after the main ones."""
+
     length: int | str = "200ms"
     stride: int | str = "50ms"
+    extra_lengths: tuple[int | str, ...] = Field(default=(), max_length=4)
+
+    @field_validator("extra_lengths")
+    @classmethod
+    def _distinct(cls, value: tuple[int | str, ...]) -> tuple[int | str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"extra window lengths must differ from each other, got {list(value)}")
+        return value
 
     def samples(self, sample_rate: float) -> tuple[int, int]:
         return (
             to_samples(self.length, sample_rate, "window.length"),
             to_samples(self.stride, sample_rate, "window.stride"),
         )
+
+    def lengths(self, sample_rate: float) -> tuple[int, ...]:
+        """The main length, then each extra length, in samples; refused when two are equal at this rate."""
+        lengths = (self.samples(sample_rate)[0],)
+        for i, value in enumerate(self.extra_lengths):
+            samples = to_samples(value, sample_rate, f"window.extra_lengths[{i}]")
+            if samples in lengths:
+                raise InvalidInput(
+                    f"window.extra_lengths[{i}]: {value!r} is {samples} samples at {sample_rate:g} Hz, a length "
+                    f"the window already has ({list(lengths)}); give distinct lengths"
+                )
+            lengths += (samples,)
+        return lengths
 
 
 class OutputConfig(_Strict):
@@ -80,6 +104,12 @@ class PreprocessConfig(_Strict):
     window: WindowConfig = WindowConfig()
     features: tuple[str, ...] = ("env_mean", "mav", "rms", "wl", "zc", "ssc")
     zc_threshold: float = Field(0.0, ge=0, description="ZC/SSC threshold, in z-scored units")
+    wamp_threshold: float = Field(
+        0.1, ge=0, description="WAMP: steps |x[i+1] - x[i]| above this count, in z-scored units"
+    )
+    context: int = Field(
+        0, ge=0, le=16, description="append the features of this many earlier windows of the stream (temporal context)"
+    )
     ik_failure_tol: float = Field(
         1e-6, ge=0, description="|angle| below this on every joint = IK failure (two joints or more only)"
     )
@@ -97,6 +127,12 @@ class PreprocessConfig(_Strict):
         if unknown or not value:
             raise ValueError(f"unknown features {unknown}; choose from {sorted(FEATURES)}")
         return value
+
+    def span_samples(self, sample_rate: float) -> int:
+        """Samples one row of features reads, ending at its last sample: the longest window length plus
+        ``context`` strides (the window length when there are no extra lengths and no context)."""
+        stride = self.window.samples(sample_rate)[1]
+        return max(self.window.lengths(sample_rate)) + self.context * stride
 
     @classmethod
     def load(cls, path: str | Path | None) -> PreprocessConfig:

@@ -226,6 +226,16 @@ def session_record(result: SessionResult, device: str = "cpu") -> dict[str, Any]
     }
 
 
+def _window_summary(config: PreprocessConfig, sample_rate: float, window: tuple[int, int]) -> dict[str, int]:
+    """Window length and stride in samples; ``span_samples`` too when a row reads more than one window
+    (extra lengths or temporal context), which training's validation gaps must then cover."""
+    summary = {"length_samples": window[0], "stride_samples": window[1]}
+    span = config.span_samples(sample_rate)
+    if span != window[0]:
+        summary["span_samples"] = span
+    return summary
+
+
 def build_summary(
     data_uri: str,
     metadata_sha256: str,
@@ -266,7 +276,7 @@ def build_summary(
         ),
         "label_names": list(layout.label_names),
         "has_label": layout.has_label,
-        "window": {"length_samples": window[0], "stride_samples": window[1]},
+        "window": _window_summary(config, layout.sample_rate, window),
         "feature_names": Columns.for_layout(layout, config).features,
         "counts": splits,
         "sessions": per_session,

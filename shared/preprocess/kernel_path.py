@@ -4,7 +4,10 @@ Same inputs, same outputs, same chunk-by-chunk state: the band-pass (``sosfilt.c
 state, the fused rectify + moving average + z-score (``envelope.cu``) its history, and the window features
 (``features.cu``) are computed on the device from the z-scored signals with one pass over per-sample
 terms. Only the EMG chunk goes to the device and only the feature matrix comes back; masks (invalid EMG,
-IK failures) and targets stay on the host, where the CPU path already computes them cheaply.
+IK failures) and targets stay on the host, where the CPU path already computes them cheaply. Features
+the kernels do not compute (declared CPU-only in the registry, ``Feature.gpu = False``) are computed on
+the host from the same z-scored signals, copied back once per chunk, and the matrix is assembled in the
+configuration's column order.
 
 ``xp`` is CuPy for the device, or NumPy for the host emulation of the same ``.cu`` sources (device
 ``emulate``: for tests and for debugging the kernel path without a GPU; slow).
@@ -21,6 +24,7 @@ from scipy import signal
 
 from emgpose.errors import InvalidInput
 from emgpose.preprocess.config import PreprocessConfig
+from emgpose.preprocess.features import FEATURES, compute_stream_features
 from emgpose.preprocess.normalize import NormStats, RunningStats
 from emgpose.preprocess.signal import design_sos, finite_rows
 from emgpose.preprocess.windows import WindowStream
@@ -141,14 +145,33 @@ class KernelWindowStream(WindowStream):
             signals["envelope"] = out.envelope.astype(np.float32)
         return signals, out.invalid
 
-    def _features(self, joined: dict[str, Any], starts: np.ndarray) -> np.ndarray:
+    def _features(self, joined: dict[str, Any], starts: np.ndarray, length: int) -> np.ndarray:
+        """The kernel features on the device, the CPU-only ones on the host (from the joined signals,
+        copied back once per call), assembled in the configuration's column order."""
         from emgpose_kernels.features import window_features  # noqa: PLC0415
 
-        stride = int(starts[1] - starts[0]) if len(starts) > 1 else self.stride
-        matrix = window_features(
-            joined, int(starts[0]), stride, len(starts), self.length, self.config.features, self.config.zc_threshold
-        )
-        return to_host(matrix)
+        names = self.config.features
+        on_device = tuple(dict.fromkeys(name for name in names if FEATURES[name].gpu))
+        on_host = tuple(dict.fromkeys(name for name in names if not FEATURES[name].gpu))
+        blocks: dict[str, np.ndarray] = {}
+        channels = self.num_channels
+        if on_device:
+            stride = int(starts[1] - starts[0]) if len(starts) > 1 else self.stride
+            matrix = to_host(
+                window_features(
+                    joined, int(starts[0]), stride, len(starts), length, on_device, self.config.zc_threshold
+                )
+            )
+            blocks.update((name, matrix[:, i * channels : (i + 1) * channels]) for i, name in enumerate(on_device))
+        if on_host:
+            host = {s: to_host(joined[s]) for s in {FEATURES[name].signal for name in on_host}}
+            matrix = compute_stream_features(host, starts, length, on_host, self.params)
+            column = 0
+            for name in on_host:
+                width = FEATURES[name].width * channels
+                blocks[name] = matrix[:, column : column + width]
+                column += width
+        return np.concatenate([blocks[name] for name in names], axis=1)
 
 
 def add_rows(acc: RunningStats, x: Any, rows: np.ndarray) -> None:

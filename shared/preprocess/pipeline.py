@@ -225,7 +225,7 @@ class Columns:
 
     @classmethod
     def for_layout(cls, layout: DatasetLayout, config: PreprocessConfig) -> Columns:
-        return cls(feature_names(config.features, layout.num_channels), layout.joint_names, layout.has_label)
+        return cls(feature_names(config, layout.num_channels), layout.joint_names, layout.has_label)
 
     @property
     def schema(self) -> pa.Schema:

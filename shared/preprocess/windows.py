@@ -1,8 +1,11 @@
 """Sliding windows over the causal chain, fed chunk by chunk (offline files and live streams alike).
 
 Windows are ``(n_windows, n_channels, n_samples)`` (LibEMG's convention). Window ``k`` ends at sample
-``length - 1 + k * stride`` of the stream; its target is the joint-angle vector (or label) at that last
-sample, so a prediction never looks ahead. Windows that touch invalid EMG or an IK failure, or whose
+``span - 1 + k * stride`` of the stream; its target is the joint-angle vector (or label) at that last
+sample, so a prediction never looks ahead. ``span`` is the history one row of features reads: the window
+length, or the longest of ``window.extra_lengths`` (features over longer windows ending at the same
+sample), plus ``context * stride`` when the row also carries the features of the ``context`` earlier
+windows; with neither it is the window length. Windows that touch invalid EMG or an IK failure, or whose
 target is NaN/inf, are kept in the batch with a non-zero ``reason`` so callers can count and drop them.
 """
 
@@ -14,7 +17,7 @@ import numpy as np
 
 from emgpose.errors import InvalidInput
 from emgpose.preprocess.config import PreprocessConfig
-from emgpose.preprocess.features import FEATURES, compute_stream_features
+from emgpose.preprocess.features import FEATURES, FeatureParams, compute_stream_features, feature_names
 from emgpose.preprocess.normalize import NormStats
 from emgpose.preprocess.signal import CausalChain, finite_rows
 
@@ -78,13 +81,17 @@ class WindowStream:
     ) -> None:
         self.config = config
         self.length, self.stride = config.window.samples(sample_rate)
+        self.lengths = config.window.lengths(sample_rate)  # the main length, then the extra ones
+        self.span = config.span_samples(sample_rate)  # samples one row of features reads
+        self.params = FeatureParams.from_config(config, sample_rate)
+        self.num_features = len(feature_names(config, num_channels))
         self.chain = CausalChain(config, sample_rate, num_channels, source)
         self.stats = stats
         self.num_targets = num_targets
         self.with_label = with_label
         self.num_channels = num_channels
         self._signals = {FEATURES[name].signal for name in config.features}
-        # The last (length - 1) samples of each signal, so a window can span two chunks.
+        # The last (span - 1) samples of each signal, so a window (and its context) can span two chunks.
         self._buf = {s: self.xp.zeros((0, num_channels), dtype=np.float32) for s in self._signals}
         self._buf_invalid = np.zeros(0, dtype=bool)
         self._buf_ik = np.zeros(0, dtype=bool)
@@ -133,27 +140,37 @@ class WindowStream:
             signals["envelope"] = self.stats.scale_envelope(out.envelope, np.float32)
         return signals, out.invalid
 
-    def _features(self, joined: dict[str, np.ndarray], starts: np.ndarray) -> np.ndarray:
-        """``(len(starts), n_features)`` float32 on the host for windows of ``joined`` at ``starts``."""
-        return compute_stream_features(joined, starts, self.length, self.config.features, self.config.zc_threshold)
+    def _features(self, joined: dict[str, np.ndarray], starts: np.ndarray, length: int) -> np.ndarray:
+        """``(len(starts), n_features)`` float32 on the host for windows of ``length`` samples of ``joined``
+        at ``starts`` (evenly spaced)."""
+        return compute_stream_features(joined, starts, length, self.config.features, self.params)
+
+    def _rows(self, joined: dict[str, np.ndarray], local_end: np.ndarray) -> np.ndarray:
+        """The feature rows of the windows ending at ``local_end`` (indices into ``joined``): each length's
+        features, then the same of the ``context`` earlier windows, one stride apart. The earlier windows
+        are the same stride grid extended backwards, so each window's features are computed once."""
+        k = self.config.context
+        grid = np.concatenate([local_end[0] - self.stride * np.arange(k, 0, -1, dtype=np.int64), local_end])
+        rows = np.concatenate([self._features(joined, grid - (n - 1), n) for n in self.lengths], axis=1)
+        count = len(local_end)
+        return np.concatenate([rows[k - j : k - j + count] for j in range(k + 1)], axis=1)
 
     def _tail(self, x: np.ndarray) -> np.ndarray:
-        return x[max(0, len(x) - (self.length - 1)) :]
+        return x[max(0, len(x) - (self.span - 1)) :]
 
     def _window_ends(self, n: int) -> np.ndarray:
-        first = self.length - 1
+        first = self.span - 1
         k0 = max(0, -(-(self.seen - first) // self.stride))
         start = first + k0 * self.stride
         return np.arange(start, self.seen + n, self.stride, dtype=np.int64)
 
     def _make_batch(self, ends, base, joined, invalid, ik_all, time, targets, label) -> WindowBatch:
         local_end = ends - base  # index into the joined arrays
-        starts = local_end - (self.length - 1)
-        n_features = len(self.config.features) * self.num_channels
+        starts = local_end - (self.span - 1)  # the first sample the row reads: masks cover the whole span
         if len(ends):
-            features = self._features(joined, starts)
+            features = self._rows(joined, local_end)
         else:
-            features = np.zeros((0, n_features), dtype=np.float32)
+            features = np.zeros((0, self.num_features), dtype=np.float32)
         in_chunk = ends - self.seen  # index into this chunk's own arrays
         reason = np.zeros(len(ends), dtype=np.int8)
         tgt = None

@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,11 +23,12 @@ from typing import Any
 import xgboost as xgb
 
 from emgpose.errors import DataFormatError, InvalidInput, NotFound
+from emgpose.names import LATEST, MODELS, check_model_name, check_version, is_location, split_model_ref
 from emgpose.preprocess.config import PreprocessConfig
 from emgpose.preprocess.normalize import NormStats
 from emgpose.store import ObjectStore, open_store
-from emgpose.train.coverage import FeatureRange
 from emgpose.train.adaptation import FeatureAdaptation
+from emgpose.train.coverage import FeatureRange
 from emgpose.train.smoothing import Smoothing
 
 log = logging.getLogger(__name__)
@@ -36,9 +36,6 @@ log = logging.getLogger(__name__)
 BUNDLE_FORMAT = "emgpose.bundle/1"
 MODEL_FILE = "emg_pose_gpu.json"
 META_FILE = "bundle.json"
-LATEST = "latest"
-MODELS = "models"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 REQUIRED = (
     "format",
     "name",
@@ -54,12 +51,8 @@ REQUIRED = (
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name or "") or name == LATEST:
-        raise InvalidInput(
-            f"model name {name!r} is not valid: use 1-64 letters, digits, '_', '.' or '-', starting with a "
-            f"letter or digit"
-        )
-    return name
+    """``name`` if it is a valid model name (the rule is :func:`emgpose.names.check_model_name`)."""
+    return check_model_name(name)
 
 
 def new_version() -> str:
@@ -159,7 +152,7 @@ def validate_meta(meta: dict[str, Any], where: str) -> None:
         raise DataFormatError(f"{where}: preprocessing config or statistics are not usable: {exc}") from None
     from emgpose.preprocess.features import feature_names
 
-    expected = feature_names(config.features, int(meta["num_channels"]))
+    expected = feature_names(config, int(meta["num_channels"]))
     if list(meta["feature_names"]) != expected:
         raise DataFormatError(
             f"{where}: feature_names do not match the preprocessing config for {meta['num_channels']} channels "
@@ -209,6 +202,7 @@ class Registry:
     def resolve(self, name: str, version: str | None = None) -> str:
         """``version`` itself, or what ``latest`` points at; :class:`NotFound` when there is none."""
         if version and version != LATEST:
+            check_version(version)
             if not self.store.exists(self._key(name, version, META_FILE)):
                 known = self.versions(name)
                 raise NotFound(f"model {name!r} has no version {version!r} (versions: {known[-5:] or 'none'})")
@@ -289,18 +283,12 @@ class ModelRef:
 
 def parse_model_ref(ref: str, default_store: str) -> ModelRef:
     """``NAME``, ``NAME@VERSION``, or a store URI / folder of a model (``.../models/NAME``) or of one
-    version (``.../models/NAME/VERSION``)."""
-    if "://" not in ref and not os.path.isabs(ref) and not ref.startswith("."):
-        name, _, version = ref.partition("@")
-        return ModelRef(Registry(default_store), check_name(name), version or None)
-    location = ref if "://" in ref else os.path.abspath(ref)
-    parts = location.rstrip("/").split("/")
-    for depth, has_version in ((2, False), (3, True)):
-        if len(parts) > depth and parts[-depth] == MODELS:
-            root = "/".join(parts[:-depth]) or "/"
-            version = parts[-1] if has_version else None
-            return ModelRef(Registry(root), check_name(parts[-depth + 1]), version)
-    raise InvalidInput(
-        f"{ref!r} is not a model reference: give NAME, NAME@VERSION, or a location ending in "
-        f"/{MODELS}/NAME or /{MODELS}/NAME/VERSION"
-    )
+    version (``.../models/NAME/VERSION``); the text rules are :func:`emgpose.names.split_model_ref`.
+
+    A local path is made absolute here. Nothing is confined: a service checks the location against
+    ALLOWED_DATA_ROOTS first (:func:`emgpose.access.confine_model_ref`); the CLI reads what its user names.
+    """
+    if is_location(ref) and "://" not in ref:
+        ref = os.path.abspath(ref)
+    location, name, version = split_model_ref(ref)
+    return ModelRef(Registry(location or default_store), name, version)

@@ -101,7 +101,10 @@ class PreprocessedDataset:
 
     @property
     def window_length(self) -> int:
-        return int(self.summary["window"]["length_samples"])
+        """Samples one row reads: the window, or its span when the rows carry extra lengths or temporal
+        context (``span_samples``), so that a gap of this many samples keeps held-out rows disjoint."""
+        window = self.summary["window"]
+        return int(window.get("span_samples", window["length_samples"]))
 
 
 def load_preprocessed(uri: str) -> PreprocessedDataset:

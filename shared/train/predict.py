@@ -78,7 +78,7 @@ class Predictor:
         self.bundle = bundle
         self.source = source
         self.stream = WindowStream(bundle.config, bundle.sample_rate, bundle.num_channels, bundle.stats, source=source)
-        self.window_length = self.stream.length
+        self.window_length = self.stream.span  # samples before the first row: the window, or its span
         self.smoother = Smoother(bundle.smoothing.alpha)  # one state per stream, like the filters
         self.adapter = None if bundle.adaptation is None else bundle.adaptation.stream()
 
