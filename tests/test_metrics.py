@@ -1,4 +1,5 @@
-"""Metrics: hand-computed regression and classification answers, exclusions, grouping, JSON types."""
+"""Metrics: hand-computed regression and classification answers, agreement with a direct NumPy computation on
+random data, exclusions, input rules, grouping, JSON types."""
 
 from __future__ import annotations
 
@@ -143,6 +144,26 @@ def test_regression_output_is_json_ready():
     assert json.loads(json.dumps(out, allow_nan=False)) == out
 
 
+def test_regression_agrees_with_numpy_on_random_data():
+    rng = np.random.default_rng(3)
+    joints = list(EMG2POSE_JOINTS)
+    for n in (2, 7, 500):
+        truth = rng.normal(size=(n, len(joints)))
+        pred = truth * rng.uniform(0.2, 1.5) + rng.normal(size=truth.shape) * rng.uniform(0.01, 1.0)
+        out = regression_metrics(truth, pred, joints)
+        err = np.degrees(pred - truth)
+        r2 = 1.0 - ((pred - truth) ** 2).sum(axis=0) / ((truth - truth.mean(axis=0)) ** 2).sum(axis=0)
+        assert out["mae_deg"] == pytest.approx(np.abs(err).mean(), abs=1e-4)
+        assert out["rmse_deg"] == pytest.approx(np.sqrt((err**2).mean()), abs=1e-4)
+        assert out["r2_mean"] == pytest.approx(r2.mean(), abs=1e-6)
+        for j, name in enumerate(joints):
+            assert out["per_joint"][name] == pytest.approx(
+                {"mae_deg": np.abs(err[:, j]).mean(), "rmse_deg": np.sqrt((err[:, j] ** 2).mean()), "r2": r2[j]},
+                abs=1e-4,
+            )
+        assert out["per_finger"]["ring"] == pytest.approx(np.abs(err[:, 12:16]).mean(), abs=1e-4)
+
+
 @pytest.mark.parametrize(
     ("truth", "pred", "names", "match"),
     [
@@ -224,6 +245,53 @@ def test_classification_with_no_windows():
     assert out["confusion"] == [[0, 0], [0, 0]]
 
 
+def test_classification_agrees_with_numpy_on_random_data():
+    rng = np.random.default_rng(4)
+    names = [f"g{c}" for c in range(6)]
+    for n in (1, 9, 400):
+        y_true = rng.integers(0, 5, size=n)  # class g5 is never true
+        logits = rng.normal(size=(n, 6)) * 3.0
+        logits[np.arange(n), y_true] += 2.0
+        proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        out = classification_metrics(y_true, proba, names)
+        predicted = proba.argmax(axis=1)
+        confusion = np.zeros((6, 6), dtype=int)
+        for t, p in zip(y_true, predicted, strict=True):
+            confusion[t, p] += 1
+        assert out["confusion"] == confusion.tolist()
+        assert out["accuracy"] == pytest.approx(np.mean(predicted == y_true), abs=1e-6)
+        assert out["log_loss"] == pytest.approx(-np.log(proba[np.arange(n), y_true]).mean(), abs=1e-6)
+        f1s = []
+        for c, name in enumerate(names):
+            tp, called, true = confusion[c, c], confusion[:, c].sum(), confusion[c].sum()
+            precision, recall = (tp / called if called else 0.0), (tp / true if true else 0.0)
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            assert out["per_class"][name] == pytest.approx(
+                {"precision": precision, "recall": recall, "f1": f1, "support": int(true)}, abs=1e-6
+            )
+            if called or true:
+                f1s.append(f1)
+        assert out["macro_f1"] == pytest.approx(np.mean(f1s), abs=1e-6)
+
+
+def test_float32_probabilities_are_accepted():
+    """A float32 softmax sums to 1 only within ~1e-7; the figures are those of the exact rows."""
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(50, 7)).astype(np.float32) * 4
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    assert proba.dtype == np.float32 and np.abs(proba.astype(np.float64).sum(axis=1) - 1).max() > 1e-8
+    y_true = rng.integers(0, 7, size=50)
+    out = classification_metrics(y_true, proba, list("abcdefg"))
+    exact = proba.astype(np.float64) / proba.astype(np.float64).sum(axis=1, keepdims=True)
+    assert out["log_loss"] == pytest.approx(-np.log(exact[np.arange(50), y_true]).mean(), abs=1e-6)
+
+
+def test_single_class_scores_perfectly():
+    out = classification_metrics(np.zeros(3, dtype=int), np.ones((3, 1)), ["only"])
+    assert out["accuracy"] == 1.0 and out["macro_f1"] == 1.0 and out["log_loss"] == 0.0
+    assert out["confusion"] == [[3]]
+
+
 @pytest.mark.parametrize(
     ("y_true", "proba", "match"),
     [
@@ -232,7 +300,10 @@ def test_classification_with_no_windows():
         (np.array([0, 3]), np.full((2, 3), 0.3), r"\[0, 3\)"),
         (np.array([0, -1]), np.full((2, 3), 0.3), r"\[0, 3\)"),
         (np.array([[0, 1]]), np.full((2, 3), 0.3), "1-D"),
-        (np.array([0.5, 1.0]), np.full((2, 3), 0.3), "integer"),
+        (np.array([0.5, 1.0]), np.full((2, 3), 1 / 3), "integer"),
+        (np.array([0, 1]), np.array([[1.2, -0.2, 0.0], [0.0, 1.0, 0.0]]), r"proba must lie in \[0, 1\]"),
+        (np.array([0, 1]), np.array([[0.5, 0.3, 0.0], [0.0, 1.0, 0.0]]), "proba rows must sum to 1 .*0.8"),
+        (np.array([0, 1]), np.array([[np.nan, 0.5, 0.5], [0.0, 1.0, 0.0]]), "finite"),
     ],
 )
 def test_classification_rejects_bad_input(y_true, proba, match):

@@ -1,7 +1,9 @@
 """Evaluation metrics as JSON-ready dicts: joint-angle regression, gesture classification, per-group splits.
 
-Angles come in radians and are reported in degrees. Every number is a plain Python ``float``/``int``
-(or ``None`` where it is undefined), so results go straight into ``json.dumps``.
+The figures are scikit-learn's (``sklearn.metrics``); this module checks the inputs, leaves out what is
+undefined and writes the report's layout. Angles come in radians and are reported in degrees. Every
+number is a plain Python ``float``/``int`` (or ``None`` where it is undefined), so results go straight
+into ``json.dumps``.
 """
 
 from __future__ import annotations
@@ -9,13 +11,24 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    log_loss,
+    mean_absolute_error,
+    mean_squared_error,
+    precision_recall_fscore_support,
+    r2_score,
+)
 
 from emgpose.errors import InvalidInput
 from emgpose.formats.joints import finger_of
 
 DEG_DIGITS = 4  # degrees: 1e-4 deg is far below any measurement error
 UNIT_DIGITS = 6  # R², accuracy, F1, log loss
-PROBA_FLOOR = 1e-15
+PROBA_FLOOR = 1e-15  # log loss: a true class given probability 0 costs -log(1e-15) = 34.5, not infinity
+PROBA_SUM_TOLERANCE = 1e-4  # |row sum - 1| allowed in proba: float32 softmax outputs stay far inside it
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -63,45 +76,50 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray, joint_names: Sequ
         bad = int((~np.isfinite(pred).all(axis=1)).sum())
         raise InvalidInput(f"y_pred must be finite where y_true is; {bad} row(s) hold NaN/inf")
 
-    err_deg = np.rad2deg(pred - truth)
-    abs_err = np.abs(err_deg)
-    sq_err = err_deg**2
-    sse = ((pred - truth) ** 2).sum(axis=0)
-    sst = ((truth - truth.mean(axis=0)) ** 2).sum(axis=0)
-    constant = np.ptp(truth, axis=0) == 0  # SST is zero in exact arithmetic (the mean may round)
+    truth_deg, pred_deg = np.rad2deg(truth), np.rad2deg(pred)
+    mae = mean_absolute_error(truth_deg, pred_deg, multioutput="raw_values")  # (J,): every joint has n rows,
+    mse = mean_squared_error(truth_deg, pred_deg, multioutput="raw_values")  # so their mean is the overall one
+    # R² is undefined for a joint whose truth is constant (zero variance); it is left out, not forced to 0/1.
+    varying = np.ptp(truth, axis=0) > 0
+    r2 = np.full(len(names), np.nan)
+    if varying.any():
+        r2[varying] = r2_score(truth[:, varying], pred[:, varying], multioutput="raw_values")
 
-    per_joint: dict[str, dict] = {}
-    r2_values: list[float] = []
-    for j, name in enumerate(names):
-        r2 = None if constant[j] else float(1.0 - sse[j] / sst[j])
-        if r2 is not None:
-            r2_values.append(r2)
-        per_joint[name] = {
-            "mae_deg": _round(abs_err[:, j].mean(), DEG_DIGITS),
-            "rmse_deg": _round(np.sqrt(sq_err[:, j].mean()), DEG_DIGITS),
-            "r2": _round(r2, UNIT_DIGITS),
+    per_joint = {
+        name: {
+            "mae_deg": _round(mae[j], DEG_DIGITS),
+            "rmse_deg": _round(np.sqrt(mse[j]), DEG_DIGITS),
+            "r2": _round(r2[j], UNIT_DIGITS) if varying[j] else None,
         }
+        for j, name in enumerate(names)
+    }
 
     fingers: dict[str, list[int]] = {}
     for j, name in enumerate(names):
         finger = finger_of(name)
         if finger is not None:
             fingers.setdefault(finger, []).append(j)
-    per_finger = {finger: _round(abs_err[:, cols].mean(), DEG_DIGITS) for finger, cols in fingers.items()}
+    per_finger = {finger: _round(mae[cols].mean(), DEG_DIGITS) for finger, cols in fingers.items()}
 
     return {
         "windows": n_used,
         "excluded_windows": excluded,
-        "mae_deg": _round(abs_err.mean(), DEG_DIGITS),
-        "rmse_deg": _round(np.sqrt(sq_err.mean()), DEG_DIGITS),
-        "r2_mean": _round(np.mean(r2_values), UNIT_DIGITS) if r2_values else None,
+        "mae_deg": _round(mae.mean(), DEG_DIGITS),
+        "rmse_deg": _round(np.sqrt(mse.mean()), DEG_DIGITS),
+        "r2_mean": _round(r2[varying].mean(), UNIT_DIGITS) if varying.any() else None,
         "per_joint": per_joint,
         "per_finger": per_finger,
     }
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: Sequence[str]) -> dict:
-    """Accuracy, macro F1, log loss, per-class precision/recall/F1 and the confusion matrix (rows = true)."""
+    """Accuracy, macro F1, log loss, per-class precision/recall/F1 and the confusion matrix (rows = true).
+
+    The predicted class is the most probable one. A class's precision (recall) is 0 when it is never
+    predicted (never true); macro F1 averages over the classes that are true or predicted at least once,
+    so a class absent from both neither helps nor hurts. The log loss floors the true class's
+    probability at ``PROBA_FLOOR``, so one confident mistake costs 34.5 rather than infinity.
+    """
     names = _check_names(class_names, "class_names")
     n_classes = len(names)
     proba = np.asarray(proba, dtype=np.float64)
@@ -120,9 +138,14 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: S
         raise InvalidInput(f"y_true values must lie in [0, {n_classes}); got range [{labels.min()}, {labels.max()}]")
     if not np.isfinite(proba).all():
         raise InvalidInput("proba must be finite; it holds NaN/inf")
+    if proba.size and (proba.min() < 0 or proba.max() > 1):
+        raise InvalidInput(f"proba must lie in [0, 1]; got range [{proba.min():.6g}, {proba.max():.6g}]")
+    sums = proba.sum(axis=1)
+    if np.any(np.abs(sums - 1.0) > PROBA_SUM_TOLERANCE):
+        worst = float(sums[np.argmax(np.abs(sums - 1.0))])
+        raise InvalidInput(f"proba rows must sum to 1 (within {PROBA_SUM_TOLERANCE:g}); a row sums to {worst:.6g}")
 
     n = int(labels.shape[0])
-    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
     if n == 0:
         return {
             "windows": 0,
@@ -130,41 +153,48 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: S
             "macro_f1": None,
             "log_loss": None,
             "per_class": {},
-            "confusion": confusion.tolist(),
+            "confusion": np.zeros((n_classes, n_classes), dtype=np.int64).tolist(),
             "class_names": names,
         }
+    classes = np.arange(n_classes)
     predicted = proba.argmax(axis=1)
-    np.add.at(confusion, (labels, predicted), 1)
-    true_pos = np.diag(confusion)
-    support = confusion.sum(axis=1)  # true count per class
-    called = confusion.sum(axis=0)  # predicted count per class
-
-    per_class: dict[str, dict] = {}
-    f1_present: list[float] = []
-    for c, name in enumerate(names):
-        tp = int(true_pos[c])
-        precision = tp / int(called[c]) if called[c] else 0.0
-        recall = tp / int(support[c]) if support[c] else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        if support[c] or called[c]:
-            f1_present.append(f1)
-        per_class[name] = {
-            "precision": _round(precision, UNIT_DIGITS),
-            "recall": _round(recall, UNIT_DIGITS),
-            "f1": _round(f1, UNIT_DIGITS),
+    # With one class the matrix is [[n]]; scikit-learn would warn that a (1, 1) matrix may lack labels.
+    confusion = confusion_matrix(labels, predicted, labels=classes) if n_classes > 1 else np.array([[n]])
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=classes, average=None, zero_division=0.0
+    )
+    per_class = {
+        name: {
+            "precision": _round(precision[c], UNIT_DIGITS),
+            "recall": _round(recall[c], UNIT_DIGITS),
+            "f1": _round(f1[c], UNIT_DIGITS),
             "support": int(support[c]),
         }
-
-    p_true = np.maximum(proba[np.arange(n), labels], PROBA_FLOOR)
+        for c, name in enumerate(names)
+    }
+    present = np.union1d(labels, predicted)
+    macro_f1 = f1_score(labels, predicted, labels=present, average="macro", zero_division=0.0)
     return {
         "windows": n,
-        "accuracy": _round(true_pos.sum() / n, UNIT_DIGITS),
-        "macro_f1": _round(np.mean(f1_present), UNIT_DIGITS),
-        "log_loss": _round(-np.log(p_true).mean(), UNIT_DIGITS),
+        "accuracy": _round(accuracy_score(labels, predicted), UNIT_DIGITS),
+        "macro_f1": _round(macro_f1, UNIT_DIGITS),
+        "log_loss": _round(_log_loss(labels, proba / sums[:, None], n_classes), UNIT_DIGITS),
         "per_class": per_class,
-        "confusion": confusion.tolist(),
+        "confusion": confusion.astype(np.int64).tolist(),
         "class_names": names,
     }
+
+
+def _log_loss(labels: np.ndarray, proba: np.ndarray, n_classes: int) -> float:
+    """Mean ``-log(max(p_true, PROBA_FLOOR))`` over rows whose probabilities sum to 1.
+
+    scikit-learn's own clip (the float64 epsilon, 2.2e-16) lies below the floor, so it never binds. With
+    a single class every row gives it probability 1, and the loss is 0 (scikit-learn would read a
+    one-column ``proba`` as the positive class of a binary problem).
+    """
+    if n_classes == 1:
+        return 0.0
+    return float(log_loss(labels, np.maximum(proba, PROBA_FLOOR), labels=np.arange(n_classes)))
 
 
 def grouped(groups: np.ndarray, fn: Callable[[np.ndarray], dict]) -> dict[str, dict]:
