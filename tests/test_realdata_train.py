@@ -26,9 +26,11 @@ def test_uci_knee_angle_across_subjects(tmp_path, train_user, test_user):
     run_preprocess(str(tmp_path / "data"), str(tmp_path / "pre"))
     result = run_train(str(tmp_path / "pre"), str(tmp_path / "store"), "knee", config=QUICK)
     report = _report(tmp_path / "store", result)
-    # No val split in the metadata: carved from the training subject's sessions, never the test subject.
+    # No val split in the metadata and few windows: the rounds come from blocked cross-validation within the
+    # training subject's sessions (never the test subject), then a refit on all of them.
     assert report["split"]["rules"]["test"] == "metadata"
-    assert report["split"]["rules"]["val"].startswith(f"sessions {train_user}")
+    assert report["split"]["rules"]["val"].startswith("cross-validation")
+    assert "val" not in report["split"]["windows"] and len(report["training"]["cross_validation"]["folds"]) == 4
     test = report["evaluation"]["test"]
     assert set(test["overall"]) == {"xgboost", "ridge", "mean"}
     assert 0 < test["overall"]["xgboost"]["mae_deg"] < 90
