@@ -2,6 +2,10 @@
 
     python bench/accuracy.py                      # every UCI recording in ../shared/data, first 15 s, 70/30
     python bench/accuracy.py --seconds 15 --out out/accuracy.json
+    python bench/accuracy.py --skip-across        # only the within-recording part
+
+Also, UCI across subjects (3 to 5, 5 to 3): the uncalibrated model against the mean, and calibration with
+6 s and 12 s of the new subject against training from scratch on the same seconds.
 
 Within each recording of `../shared/data/uci_lower_limb` (cut to its first ``--seconds``), the first 70 %
 in time is training data and the last 30 % the test: two session files of one user, imported as the
@@ -120,10 +124,68 @@ def within_recordings(seconds: float) -> list[dict]:
     return results
 
 
+def across_subjects() -> dict:
+    """UCI 3 to 5 and 5 to 3: uncalibrated against the mean, and calibration against training from scratch on
+    the same seconds of the new subject (6 s and 12 s, a third from the start of each of their recordings;
+    tested on the rest), as ``bench/results_real.py`` draws them."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from results_real import TEST_FROM_S, _concat, _part  # noqa: PLC0415
+
+    from emgpose.train.calibrate import Recording, calibration_curve, read_recording  # noqa: PLC0415
+
+    files = sorted((DATA / "uci_lower_limb").glob("*.txt"))
+    out = {}
+    for train_user, test_user in (("3", "5"), ("5", "3")):
+        with tempfile.TemporaryDirectory(prefix="emgpose-acc-") as tmp:
+            work = Path(tmp)
+            import_uci(files, work / "data", test_users=[test_user])
+            run_preprocess(str(work / "data"), str(work / "pre"))
+            result = run_train(
+                str(work / "pre"), str(work / "store"), "knee", config=boost.BoostConfig(nthread=cores())
+            )
+            report = json.loads(Path(result["report"].removeprefix("file://")).read_text())
+            test = report["evaluation"]["test"]["overall"]
+            bundle = Registry(str(work / "store")).load("knee")
+            recordings = [read_recording(str(p)) for p in sorted((work / "data").glob(f"{test_user}*.hdf5"))]
+            tests = [_part(r, TEST_FROM_S, None) for r in recordings]
+
+            def calibration(seconds: float, recordings: list = recordings) -> Recording:
+                return _concat([_part(r, 0.0, seconds / len(recordings)) for r in recordings])
+
+            curve = calibration_curve(bundle, calibration, tests, [6.0, 12.0])
+        entry = {
+            "uncalibrated_mae_deg": test["xgboost"]["mae_deg"],
+            "mean_mae_deg": test["mean"]["mae_deg"],
+            "uncalibrated_vs_mean": round(test["xgboost"]["mae_deg"] / test["mean"]["mae_deg"], 3),
+            "target_uncalibrated_vs_mean_at_most": 0.7,
+            "calibration": {
+                f"{s:g}s": {
+                    "calibrated": curve["calibrated"][i],
+                    "scratch": curve["scratch"][i],
+                    "calibrated_vs_scratch": None
+                    if not curve["scratch"][i]
+                    else round(curve["calibrated"][i] / curve["scratch"][i], 3),
+                }
+                for i, s in enumerate(curve["seconds"])
+            },
+            "target_calibrated_vs_scratch_at_most": 0.8,
+        }
+        out[f"{train_user}->{test_user}"] = entry
+        cal = entry["calibration"]
+        print(  # noqa: T201
+            f"UCI {train_user}->{test_user}: uncalibrated {entry['uncalibrated_mae_deg']:.2f} vs mean "
+            f"{entry['mean_mae_deg']:.2f} deg; 6 s calibrated {cal['6s']['calibrated']:.2f} vs scratch "
+            f"{cal['6s']['scratch']:.2f}; 12 s {cal['12s']['calibrated']:.2f} vs {cal['12s']['scratch']:.2f}",
+            flush=True,
+        )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=15.0, help="first seconds of each recording")
     parser.add_argument("--out", default="out/accuracy.json")
+    parser.add_argument("--skip-across", action="store_true", help="only the within-recording comparison")
     args = parser.parse_args()
     if not (DATA / "uci_lower_limb").exists():
         sys.exit(f"no UCI recordings at {DATA / 'uci_lower_limb'} (set EMGPOSE_SHARED_DATA)")
@@ -142,6 +204,8 @@ def main() -> None:
             "target_worst_ratio_at_most": 1.10,
         }
     }
+    if not args.skip_across:
+        summary["across_subjects"] = across_subjects()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=2))
     w = summary["within_recording"]
