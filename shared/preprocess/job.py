@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import emgpose
+from emgpose.devices import usable_cpus
 from emgpose.errors import DataFormatError
 from emgpose.preprocess.config import PreprocessConfig
 from emgpose.preprocess.dataset import Dataset, DatasetLayout, SessionEntry
@@ -58,7 +59,8 @@ def session_key(entry: SessionEntry, suffix: str = "parquet") -> str:
 
 
 def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    """One worker process per CPU this process may use (affinity and cgroup quota)."""
+    return usable_cpus()
 
 
 class _Runner:

@@ -22,6 +22,7 @@ import numpy as np
 import xgboost as xgb
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from emgpose.devices import usable_cpus
 from emgpose.errors import InvalidInput
 from emgpose.train.objective import JointMAE, PseudoHuberObjective
 
@@ -50,7 +51,9 @@ class BoostConfig(BaseModel):
     early_stopping_rounds: int = Field(30, ge=1)
     multi_strategy: Strategy = "one_output_per_tree"
     seed: int = 0
-    nthread: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
+    nthread: int | None = Field(
+        None, ge=1, description="CPU threads (default: the CPUs this process may use, cgroup quota included)"
+    )
     adaptation: Literal["auto", "none", "session"] = Field(
         "auto",
         description="per-session feature normalisation from unlabelled EMG (emgpose.train.adaptation): auto "
@@ -92,8 +95,7 @@ class BoostConfig(BaseModel):
             "max_bin": self.max_bin,
             "seed": self.seed,
         }
-        if self.nthread:
-            params["nthread"] = self.nthread
+        params["nthread"] = self.nthread or usable_cpus()  # never XGBoost's all-cores default
         if task == "regression" and self.objective == "pseudo_huber":
             # The gradients come from our objective (fit's obj=); naming XGBoost's own pseudo-Huber here
             # records the loss and its delta in the saved model, and the metric is fit's custom MAE.
