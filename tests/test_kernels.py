@@ -10,6 +10,7 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+from kernel_support import BACKENDS, array_module, host
 from scipy import signal
 
 from emgpose.preprocess.config import PreprocessConfig
@@ -19,30 +20,14 @@ from emgpose_kernels.colstats import colstats
 from emgpose_kernels.envelope import envelope
 from emgpose_kernels.sosfilt import sosfilt
 
+
+@pytest.fixture(params=BACKENDS)
+def xp(request: pytest.FixtureRequest) -> ModuleType:
+    return array_module(request.param)
+
+
 RATE = 2000.0
 TOLERANCE = {np.float64: {"rtol": 1e-9, "atol": 1e-9}, np.float32: {"rtol": 2e-3, "atol": 2e-3}}
-
-
-def _cupy_or_skip() -> ModuleType:
-    try:
-        import cupy
-    except ImportError:
-        pytest.skip("CuPy is not installed: the cuda backend runs where CuPy and an NVIDIA GPU exist")
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            pytest.skip("CuPy finds no CUDA device")
-    except cupy.cuda.runtime.CUDARuntimeError as exc:
-        pytest.skip(f"CuPy finds no CUDA device: {exc}")
-    return cupy
-
-
-@pytest.fixture(params=["emulate", pytest.param("cuda", marks=pytest.mark.gpu)])
-def xp(request: pytest.FixtureRequest) -> ModuleType:
-    return np if request.param == "emulate" else _cupy_or_skip()
-
-
-def host(a) -> np.ndarray:
-    return a.get() if hasattr(a, "get") else np.asarray(a)
 
 
 def emg(n: int, channels: int, seed: int = 0) -> np.ndarray:

@@ -15,37 +15,22 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+from kernel_support import BACKENDS, array_module, host
 
 from emgpose.preprocess.features import FEATURES, compute_stream_features
 from emgpose_kernels.features import KERNEL_FEATURES, check_registry, scan_columns, window_features
 from emgpose_kernels.launch import KernelError
 
+
+@pytest.fixture(params=BACKENDS)
+def xp(request: pytest.FixtureRequest) -> ModuleType:
+    return array_module(request.param)
+
+
 KERNEL_NAMES = tuple(name for name in FEATURES if FEATURES[name].gpu)  # the rest are CPU-only
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
 EXACT = ("zc", "ssc", "env_last")
 SPANNED = ("wl", "zc", "ssc")
-
-
-def _cupy_or_skip() -> ModuleType:
-    try:
-        import cupy
-    except ImportError:
-        pytest.skip("CuPy is not installed: the cuda backend runs where CuPy and an NVIDIA GPU exist")
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            pytest.skip("CuPy finds no CUDA device")
-    except cupy.cuda.runtime.CUDARuntimeError as exc:
-        pytest.skip(f"CuPy finds no CUDA device: {exc}")
-    return cupy
-
-
-@pytest.fixture(params=["emulate", pytest.param("cuda", marks=pytest.mark.gpu)])
-def xp(request: pytest.FixtureRequest) -> ModuleType:
-    return np if request.param == "emulate" else _cupy_or_skip()
-
-
-def host(a) -> np.ndarray:
-    return a.get() if hasattr(a, "get") else np.asarray(a)
 
 
 def signals(n: int, channels: int, dtype: type, seed: int = 0) -> dict[str, np.ndarray]:

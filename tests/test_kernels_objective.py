@@ -15,6 +15,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 import xgboost as xgb
+from kernel_support import BACKENDS, array_module, cupy_or_skip, host
 
 from emgpose.errors import InvalidInput
 from emgpose.formats.joints import EMG2POSE_JOINTS
@@ -29,33 +30,17 @@ from emgpose.train.objective import (
 )
 from emgpose_kernels.objective import abs_error_sums, mae_per_joint, pseudo_huber_grad_hess
 
+
+@pytest.fixture(params=BACKENDS)
+def xp(request: pytest.FixtureRequest) -> ModuleType:
+    return array_module(request.param)
+
+
 # float64: the kernel and the twin evaluate the same formula in the same order. float32: the kernel runs
 # in float32 against the float64 twin of the same float32 inputs (a few float32 ulps).
 TOLERANCE = {np.float64: {"rtol": 1e-12, "atol": 1e-12}, np.float32: {"rtol": 1e-5, "atol": 1e-6}}
 MAE_TOLERANCE = {np.float64: {"rtol": 1e-12, "atol": 0}, np.float32: {"rtol": 1e-6, "atol": 0}}
 QUICK = {"num_rounds": 6, "max_depth": 3, "learning_rate": 0.3, "subsample": 1.0, "colsample_bytree": 1.0}
-
-
-def _cupy_or_skip() -> ModuleType:
-    try:
-        import cupy
-    except ImportError:
-        pytest.skip("CuPy is not installed: the cuda backend runs where CuPy and an NVIDIA GPU exist")
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            pytest.skip("CuPy finds no CUDA device")
-    except cupy.cuda.runtime.CUDARuntimeError as exc:
-        pytest.skip(f"CuPy finds no CUDA device: {exc}")
-    return cupy
-
-
-@pytest.fixture(params=["emulate", pytest.param("cuda", marks=pytest.mark.gpu)])
-def xp(request: pytest.FixtureRequest) -> ModuleType:
-    return np if request.param == "emulate" else _cupy_or_skip()
-
-
-def host(a) -> np.ndarray:
-    return a.get() if hasattr(a, "get") else np.asarray(a)
 
 
 def pair(rows: int, joints: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -338,7 +323,7 @@ def test_device_branch_with_numpy_standing_in_for_cupy(monkeypatch: pytest.Monke
 
 @pytest.mark.gpu
 def test_fit_on_device_arrays_equals_builtin_and_predicts_from_cupy():
-    cupy = _cupy_or_skip()
+    cupy = cupy_or_skip()
     x, y = regression(400, 3, seed=12)
     config = boost.BoostConfig(objective="pseudo_huber", huber_delta=0.8, device="cuda", **QUICK)
     result = boost.fit(config, "regression", cupy.asarray(x), cupy.asarray(y), cupy.asarray(x[:100]),
