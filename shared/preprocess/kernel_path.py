@@ -26,7 +26,7 @@ from emgpose.errors import InvalidInput
 from emgpose.preprocess.config import PreprocessConfig
 from emgpose.preprocess.features import FEATURES, compute_stream_features
 from emgpose.preprocess.normalize import NormStats, RunningStats
-from emgpose.preprocess.signal import design_sos, finite_rows
+from emgpose.preprocess.signal import design_sos, finite_emg
 from emgpose.preprocess.windows import WindowStream
 
 Device = Literal["cpu", "cuda", "emulate"]
@@ -80,7 +80,6 @@ class KernelChain:
             raise InvalidInput(f"{source}: need at least one EMG channel, got {num_channels}")
         self.config, self.num_channels, self.xp = config, num_channels, xp
         self.sos = design_sos(config, sample_rate, source)
-        self._sos = self.sos  # on the host: the blocked scan computes its transition powers there
         self._zi: Any = None
         self._history = xp.zeros((config.moving_average - 1, num_channels), dtype=np.float64)
         mean, std = envelope_stats or ([0.0] * num_channels, [1.0] * num_channels)
@@ -90,17 +89,12 @@ class KernelChain:
         from emgpose_kernels.envelope import envelope  # noqa: PLC0415 - the kernels load on first use
         from emgpose_kernels.sosfilt import sosfilt  # noqa: PLC0415
 
-        x = np.asarray(emg, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != self.num_channels:
-            raise InvalidInput(f"EMG must be (samples, {self.num_channels} channels), got shape {x.shape}")
-        invalid = ~finite_rows(x)
-        if invalid.any():
-            x = np.where(np.isfinite(x), x, 0.0)
+        x, invalid = finite_emg(emg, self.num_channels)
         y = self.xp.asarray(x)
-        if self._sos is not None and len(x):
+        if self.sos is not None and len(x):
             if self._zi is None:  # steady state for the first sample's level, as the CPU chain starts
                 self._zi = self.xp.asarray(signal.sosfilt_zi(self.sos)[:, :, None] * x[0][None, None, :])
-            y, self._zi = sosfilt(self._sos, y, self._zi)
+            y, self._zi = sosfilt(self.sos, y, self._zi)  # sos on the host: the scan's powers are made there
         env, self._history = envelope(
             y, self._history, self._mean, self._std, self.config.moving_average, self.config.rectify
         )

@@ -27,6 +27,20 @@ def finite_rows(x: np.ndarray) -> np.ndarray:
     return np.isfinite(x).all(axis=1)
 
 
+def finite_emg(emg: np.ndarray, num_channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(float64 EMG with NaN/inf replaced by 0, per-sample invalid mask)``; refuses a wrong shape.
+
+    Zeros keep a filter's state finite; the mask lets the window stage drop windows that touch them.
+    """
+    x = np.asarray(emg, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != num_channels:
+        raise InvalidInput(f"EMG must be (samples, {num_channels} channels), got shape {x.shape}")
+    invalid = ~finite_rows(x)
+    if invalid.any():
+        x = np.where(np.isfinite(x), x, 0.0)
+    return x, invalid
+
+
 def design_sos(config: PreprocessConfig, sample_rate: float, source: str = "") -> np.ndarray | None:
     """SOS coefficients of the band-pass and notch, or ``None`` when both are disabled.
 
@@ -88,12 +102,7 @@ class CausalChain:
         self._history = np.zeros((self._ma - 1, self.num_channels), dtype=np.float64)
 
     def process(self, emg: np.ndarray) -> ChainOutput:
-        x = np.asarray(emg, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != self.num_channels:
-            raise InvalidInput(f"EMG must be (samples, {self.num_channels} channels), got shape {x.shape}")
-        invalid = ~finite_rows(x)
-        if invalid.any():
-            x = np.where(np.isfinite(x), x, 0.0)
+        x, invalid = finite_emg(emg, self.num_channels)
         filtered = self._filter(x)
         return ChainOutput(filtered=filtered, envelope=self._smooth(filtered), invalid=invalid)
 
