@@ -91,3 +91,17 @@ def test_training_chooses_records_and_deploys_the_adaptation(held_out_val: Path,
     stream = Predictor(bundle)
     parts = [stream.push(emg[lo:hi]).values for lo, hi in ((0, 900), (900, 3100), (3100, 6000))]
     np.testing.assert_allclose(np.vstack(parts), whole, rtol=1e-5, atol=1e-6)
+
+
+def test_evaluating_an_adapted_model_scores_it_as_training_did(held_out_val: Path):
+    from emgpose.train.job import run_evaluate
+
+    store = held_out_val / "store-evaluate"
+    config = boost.BoostConfig(num_rounds=25, nthread=1, adaptation="session")
+    result = run_train(str(held_out_val / "pre"), str(store), "adapt", config=config)
+    trained = json.loads(Path(result["report"].removeprefix("file://")).read_text())
+    out = run_evaluate(f"adapt@{result['version']}", str(held_out_val / "pre"), str(store))
+    evaluated = json.loads(Path(out["report"].removeprefix("file://")).read_text())
+    want = trained["evaluation"]["test"]["overall"]["xgboost"]["mae_deg"]
+    assert evaluated["evaluation"]["test"]["overall"]["xgboost"]["mae_deg"] == pytest.approx(want, rel=1e-9)
+    assert evaluated["coverage"] == trained["coverage"]  # both on the raw features inference checks

@@ -137,6 +137,12 @@ def run_train(
     data = load_preprocessed(dataset_uri)
     task_ = choose_task(data, task)
     split = assign_splits(data.table, data.window_length)
+    raw_table = data.table  # coverage compares raw features, as inference does, whatever the adaptation
+    feature_range = FeatureRange.fit(raw_table.features[split.rows("train")])
+    adaptation = None
+    if config.adaptation == "session":  # asked for: everything below sees the adapted features
+        adaptation = FeatureAdaptation.fit(data.table.features[split.rows("train")])
+        data.table = adaptation.apply_table(data.table)
     train, val = data.table.take(split.rows("train")), data.table.take(split.rows("val"))
     log.info("training %s on %s: %s", task_.kind, dataset_uri, split.counts())
     registry = Registry(store_uri)
@@ -165,7 +171,6 @@ def run_train(
         )
         log.info("cross-validation chose %d rounds: %s", cv.rounds, cv.folds)
     fit_config = config if cv is None else config.model_copy(update={"num_rounds": cv.rounds})
-    feature_range = FeatureRange.fit(train.features)  # of the raw features, which inference checks
     fit = boost.fit(
         fit_config,
         task_.kind,
@@ -179,8 +184,11 @@ def run_train(
         cancelled=cancelled,
         checkpoint=save_checkpoint if checkpoint_key else None,
     )
-    adaptation, choice = choose_adaptation(config, task_, data.table, split, fit, fit_config, num_class, cancelled)
-    if adaptation is not None:  # the adapted variant won: every model is scored on the adapted features
+    if config.adaptation == "session":
+        choice: dict[str, Any] = {"mode": "session", "used": True, "rule": "on (adaptation: session)"}
+    else:
+        adaptation, choice = choose_adaptation(config, task_, data.table, split, fit, fit_config, num_class, cancelled)
+    if adaptation is not None and "fit" in choice:  # auto, and the adapted variant won: score it on its features
         data.table = adaptation.apply_table(data.table)
         train, val = data.table.take(split.rows("train")), data.table.take(split.rows("val"))
         fit = choice.pop("fit")
@@ -215,7 +223,7 @@ def run_train(
         evaluation=evaluation,
         training={**meta["training"], "history": fit.history},
     )
-    rep["coverage"] = coverage_report(feature_range, data.table, split)
+    rep["coverage"] = coverage_report(feature_range, raw_table, split)
     progress(0, 1, "publishing")
     with tempfile.TemporaryDirectory(prefix="emgpose-report-") as tmp:
         files = _report_files(tmp, rep, task_, data, split, models, evaluation)
@@ -245,8 +253,9 @@ def choose_adaptation(
     num_class: int,
     cancelled: Callable[[], bool] | None,
 ) -> tuple[FeatureAdaptation | None, dict[str, Any]]:
-    """Whether the per-session adaptation is used: always, never, or (``auto``) where it scores better on
-    validation windows of users the training never saw; returns it (or None) and the record of the choice.
+    """Whether the per-session adaptation is used (``none``: never; ``auto``: where it scores better on
+    validation windows of users the training never saw); returns it (or None) and the record of the choice.
+    (``session`` is decided before anything is fitted, in :func:`run_train`.)
 
     In ``auto`` the plain model is already fitted (``fit``); the adapted one is fitted on the same rows and
     kept when its best validation score is lower. The winning fit travels in the record under ``fit``.
@@ -272,8 +281,6 @@ def choose_adaptation(
         num_class=num_class,
         cancelled=cancelled,
     )
-    if config.adaptation == "session":
-        return adaptation, {"mode": "session", "used": True, "rule": "on (adaptation: session)", "fit": other}
     plain, mine = _best_val(fit), _best_val(other)
     record = {"mode": "auto", "val_users": sorted(map(str, new_users)), "val_" + fit.metric: {"none": plain,
               "session": mine}}  # fmt: skip
@@ -390,9 +397,13 @@ def run_evaluate(
     _check_compatible(bundle, data)
     task_ = Task(bundle.task, bundle.joint_names or bundle.class_names, bundle.stats)
     split = assign_splits(data.table, data.window_length)
+    raw_table = data.table
+    if bundle.adaptation is not None:  # scored as deployed: the model's adaptation and smoothing applied
+        data.table = bundle.adaptation.apply_table(data.table)
     train, val = data.table.take(split.rows("train")), data.table.take(split.rows("val"))
     progress(0, 1, "baselines")
-    models = {MODEL: task_.booster_predictor(bundle.booster), **fit_baselines(task_, train, val)}
+    model = SmoothedPredictor(task_.booster_predictor(bundle.booster), bundle.smoothing.alpha)
+    models = {MODEL: model, **fit_baselines(task_, train, val)}
     progress(0, 1, "evaluating")
     evaluation = evaluate(task_, data.table, split, models)
     eval_id = eval_id or f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:6]}"
@@ -404,7 +415,7 @@ def run_evaluate(
         evaluation=evaluation,
     )
     if bundle.feature_range is not None:
-        rep["coverage"] = coverage_report(bundle.feature_range, data.table, split)
+        rep["coverage"] = coverage_report(bundle.feature_range, raw_table, split)
     rep["normalisation"] = (
         "the model's statistics" if data.summary["stats"] == bundle.meta["stats"] else "the dataset's own statistics"
     )
