@@ -44,7 +44,8 @@ from emgpose.errors import InvalidInput
 from emgpose.preprocess.config import PreprocessConfig
 from emgpose.preprocess.dataset import Dataset
 from emgpose.preprocess.features import FEATURES, compute_stream_features
-from emgpose.preprocess.signal import CausalChain, design_sos, finite_rows
+from emgpose.preprocess.kernel_path import to_host
+from emgpose.preprocess.signal import CausalChain, design_sos, finite_emg, finite_rows
 from emgpose.preprocess.windows import ik_failures
 
 STAGES = ("read", "transfer", "filter", "envelope", "features", "train", "predict")
@@ -301,14 +302,14 @@ def read_sessions(data_uri: str) -> Sessions:
             with SessionReader(entry.path) as reader:
                 chunk = reader.read(entry.start_index, entry.start_index + length)
             x = chunk.emg.astype(np.float64)
-            emg[:, s * c : (s + 1) * c] = np.where(np.isfinite(x), x, 0.0) if not finite_rows(x).all() else x
+            emg[:, s * c : (s + 1) * c] = finite_emg(x, c)[0]
             angles[s] = chunk.joint_angles
         return Sessions(emg, angles, [e.row.split for e in entries], layout.sample_rate, c, list(layout.joint_names))
 
 
-def _per_channel(sums: Any, columns: list[int], channels: int) -> np.ndarray:
-    values = sums.get() if hasattr(sums, "get") else np.asarray(sums)
-    return values[columns].reshape(-1, channels).sum(axis=0)
+def _per_channel(sums: Any, channels: int) -> np.ndarray:
+    """Column sums over sessions side by side (``S*C`` columns) added up per channel."""
+    return to_host(sums).reshape(-1, channels).sum(axis=0)
 
 
 def run_config(name: str, data_uri: str, options: StudyOptions) -> dict[str, Any]:
@@ -353,8 +354,8 @@ def run_config(name: str, data_uri: str, options: StudyOptions) -> dict[str, Any
             moments = [chain.sums(y_train), chain.sums(e_train)]
         stats = []
         for s1, s2 in moments:
-            mean = _per_channel(s1, list(range(len(columns))), c) / rows
-            var = _per_channel(s2, list(range(len(columns))), c) / rows - mean**2
+            mean = _per_channel(s1, c) / rows
+            var = _per_channel(s2, c) / rows - mean**2
             stats.append((np.tile(mean, n_sessions), np.tile(np.sqrt(np.maximum(var, 1e-24)), n_sessions)))
         (f_mean, f_std), (e_mean, e_std) = stats
         del y_train, e_train
