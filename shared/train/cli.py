@@ -176,7 +176,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from emgpose.train.calibrate import calibrate
+    from emgpose.train.calibrate import STATISTICS, STRATEGIES, calibrate
 
     result = calibrate(
         args.model,
@@ -188,12 +188,21 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         name=args.name,
         promote=args.promote,
         device=args.device,
-        own_stats=not args.keep_stats,
+        strategies=(args.strategy,) if args.strategy else STRATEGIES,
+        statistics=("model",) if args.keep_stats else STATISTICS,
     )
+    unit = "deg MAE" if result["measure"] == "mae_deg" else "error rate"
+    chosen = result["chosen"]
     _out(
         f"calibrated {result['name']} version {result['version']} (from {result['base_version']}) on "
         f"{result['seconds']:g} s, {result['windows']} windows{', promoted to latest' if result['promoted'] else ''}"
     )
+    _out(f"  {'way':<10} {'statistics':<11} {'rounds':>6} {'cross-validated ' + unit:>28}")
+    for c in result["candidates"]:
+        mark = "  <- chosen" if c == chosen else ""
+        score = f"{c['cv_error']:.3f}" if c.get("folds") else "not compared (too few windows)"
+        _out(f"  {c['strategy']:<10} {c['statistics']:<11} {c['rounds']:>6} {score:>28}{mark}")
+    _out(f"  the base model on the same windows: {result['base_error']:.3f} {unit}")
     _out(f"  bundle: {result['uri']}")
     return 0
 
@@ -234,16 +243,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     pred.add_argument("--store", help=store_help)
     pred.set_defaults(func=cmd_predict)
 
-    cal = sub.add_parser("calibrate", help="adapt a model to a new user from a short recording")
+    cal = sub.add_parser(
+        "calibrate",
+        help="adapt a model to a new user from short recordings",
+        description="Tries continued boosting on the model's trees and a refit on the user's windows, each with "
+        "the user's own normalisation statistics and the model's, by blocked cross-validation in time within each "
+        "recording; publishes the best as a new version and prints every way's error.",
+        epilog="example: emgpose calibrate --model hand --data anna_1.hdf5 anna_2.hdf5 --seconds 12 --name hand-anna",
+    )
     cal.add_argument("--model", required=True, help="NAME, NAME@VERSION, or a store URI of a model version")
-    cal.add_argument("--data", required=True, help="the new user's recording (.hdf5 with angles or labels)")
-    cal.add_argument("--seconds", type=float, help="use only the first N seconds (default: all)")
-    cal.add_argument("--rounds", type=int, default=60, help="boosting rounds added (default 60)")
-    cal.add_argument("--learning-rate", dest="learning_rate", type=float, default=0.05)
+    cal.add_argument("--data", required=True, nargs="+", help="the new user's recordings (.hdf5 with angles or labels)")
+    cal.add_argument("--seconds", type=float, help="use the first N seconds in total, shared between the recordings")
+    cal.add_argument("--rounds", type=int, help="fixed boosting rounds (default: chosen by cross-validation)")
+    cal.add_argument("--learning-rate", dest="learning_rate", type=float, default=0.1, help="default 0.1")
+    cal.add_argument("--strategy", choices=("continue", "refit"), help="only this way (default: the better of both)")
     cal.add_argument("--name", help="publish under this model name (default: the base model's)")
     cal.add_argument("--promote", action="store_true", help="point 'latest' at the calibrated version")
     cal.add_argument(
-        "--keep-stats", dest="keep_stats", action="store_true", help="keep the model's normalisation statistics"
+        "--keep-stats", dest="keep_stats", action="store_true", help="only the model's normalisation statistics"
     )
     cal.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     cal.add_argument("--store", help=store_help)
