@@ -5,6 +5,7 @@ from emgpose.preprocess.features import FEATURES, compute_features, feature_name
 from emgpose.preprocess.normalize import NormStats
 from emgpose.preprocess.signal import CausalChain, design_sos
 from emgpose.preprocess.windows import DROP_REASONS, WindowBatch, WindowStream
+from emgpose.toplevel import callable_module, preprocess
 
 __all__ = [
     "DROP_REASONS",
@@ -18,3 +19,6 @@ __all__ = [
     "design_sos",
     "feature_names",
 ]
+
+# ``emgpose.preprocess(...)`` is the notebook API's preprocessing call (emgpose.toplevel.preprocess).
+callable_module(__name__, preprocess)
