@@ -6,11 +6,11 @@ import time
 from pathlib import Path
 
 import pytest
-from inference_support import NAME, copy_model, parse_metrics, publish_variant
+from inference_support import NAME, copy_model, publish_variant
 
 from emgpose.errors import DataFormatError, StoreError
 from emgpose.train.bundle import Bundle, Registry
-from emgpose_inference.metrics import Counter, Histogram, Metrics
+from emgpose_inference.metrics import Metrics
 from emgpose_inference.state import ModelHolder
 
 
@@ -86,19 +86,3 @@ def test_an_unreachable_store_makes_it_unready_but_it_keeps_serving(registry: Fl
     assert metrics.store_errors.value() == 1
     holder.check()
     assert holder.ready
-
-
-def test_the_exposition_format() -> None:
-    counter = Counter("c_total", "A counter.", ("path",))
-    counter.inc(path='a"b\\c\nd')
-    histogram = Histogram("h_seconds", "A histogram.", ("e",), buckets=(0.1, 1.0))
-    for value in (0.05, 0.5, 5.0):
-        histogram.observe(value, e="x")
-    text = "\n".join(counter.render() + histogram.render())
-    assert '# TYPE c_total counter\nc_total{path="a\\"b\\\\c\\nd"} 1' in text
-    values = parse_metrics(text)
-    assert values['h_seconds_bucket{e="x",le="0.1"}'] == 1 and values['h_seconds_bucket{e="x",le="1"}'] == 2
-    assert values['h_seconds_bucket{e="x",le="+Inf"}'] == 3 and values['h_seconds_count{e="x"}'] == 3
-    assert values['h_seconds_sum{e="x"}'] == pytest.approx(5.55)
-    with pytest.raises(ValueError, match="takes labels"):
-        counter.inc(other="x")

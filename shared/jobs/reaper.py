@@ -28,6 +28,7 @@ from celery import Celery
 
 from emgpose.db.engine import session_scope
 from emgpose.db.models import utcnow
+from emgpose.jobs import metrics as job_metrics
 from emgpose.jobs import units
 from emgpose.jobs.celery_app import ROUTES, queue_size, send
 from emgpose.settings import Settings, get_settings
@@ -74,11 +75,13 @@ def _apply(app: Celery, resend: units.Resend | None, reaped: Reaped) -> None:
         return
     if resend.failed:
         log.error("job %s failed: %s", resend.unit.job_id, resend.reason)
+        job_metrics.reaped(resend.job_type, "failed")
         reaped.failed.append(resend)
         return
     name, args = resend.unit.task(resend.job_type)
     send(app, name, *args)
     log.warning("unit %s sent again: %s", resend.unit, resend.reason)
+    job_metrics.reaped(resend.job_type, "resent")
     reaped.resent.append(resend)
 
 

@@ -30,9 +30,11 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from emgpose.db.models import Job
 from emgpose.errors import EmgPoseError, StoreError
+from emgpose.jobs import metrics as job_metrics
 from emgpose.jobs import repo, units
 from emgpose.jobs.celery_app import send
 from emgpose.jobs.units import Unit
+from emgpose.logs import job_context
 from emgpose.settings import get_settings
 from emgpose.train.boost import Cancelled
 
@@ -196,6 +198,17 @@ def run_unit(
     work: Callable[[JobRun], None],
     on_end: Callable[[str], None] | None = None,
 ) -> None:
+    """:func:`_run_unit` with the job's id on every log record it makes (``LOG_FORMAT=json``: ``job_id``)."""
+    with job_context(unit.job_id):
+        _run_unit(task, unit, work, on_end)
+
+
+def _run_unit(
+    task: Task,
+    unit: Unit,
+    work: Callable[[JobRun], None],
+    on_end: Callable[[str], None] | None = None,
+) -> None:
     """Leases ``unit``, runs ``work`` under heartbeats and records how it ended.
 
     ``work`` completes the unit itself (:func:`emgpose.jobs.units.complete`). Cancellation and failure
@@ -277,6 +290,7 @@ def retry_or_fail(task: Task, unit: Unit, exc: BaseException, leased: bool = Tru
         _end(unit, "failed", None, exc)
         return
     delay = backoff(retries)
+    job_metrics.retried(task.name, exc)
     log.warning(
         "job %s: transient %s (%s); retry %d in %.0f s", unit.job_id, type(exc).__name__, exc, retries + 1, delay
     )
