@@ -86,7 +86,7 @@ class Stack:
         py = sys.executable
         worker = ["--prefetch-multiplier", "1", "--loglevel", "INFO"]
         return {
-            "inference": [py, "-m", "uvicorn", "emgpose_inference.main:app", "--host", self.host,
+            "inference": [py, "-m", "emgpose_inference.serve", "--host", self.host,  # INFERENCE_WORKERS
                           "--port", str(self.inference_port)],
             "gateway": [py, "-m", "uvicorn", "emgpose_gateway.main:app", "--host", self.host,
                         "--port", str(self.gateway_port)],

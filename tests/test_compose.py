@@ -343,7 +343,8 @@ def settings_names() -> set[str]:
 
 
 def test_services_read_only_settings_that_exist(services: dict[str, dict[str, Any]], env: dict[str, str]) -> None:
-    known = settings_names() | {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}  # the last two: boto3's own
+    # boto3's own two, and prometheus-client's multiprocess folder (emgpose.metrics)
+    known = settings_names() | {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "PROMETHEUS_MULTIPROC_DIR"}
     for name, service in services.items():
         if "build" in service:
             environment = service["environment"]

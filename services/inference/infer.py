@@ -18,8 +18,9 @@ import numpy as np
 from anyio import CapacityLimiter
 
 from emgpose.train.coverage import flagged
-from emgpose.train.predict import Prediction, Predictor, predict
+from emgpose.train.predict import Prediction, Predictor, Prepared, predict
 from emgpose_inference.admission import CHUNK_SAMPLES, Work
+from emgpose_inference.batching import Batcher, Fresh
 from emgpose_inference.metrics import Metrics
 from emgpose_inference.schemas import PredictResponse
 from emgpose_inference.state import Loaded
@@ -28,11 +29,19 @@ T = TypeVar("T")
 
 
 class Runner:
-    """Runs prediction work in threads (bounded) and records its latency and window counts."""
+    """Runs prediction work in threads (bounded) and records its latency and window counts; small
+    requests and stream chunks go through the process's :class:`~emgpose_inference.batching.Batcher`."""
 
-    def __init__(self, metrics: Metrics, max_concurrent: int | None = None) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        max_concurrent: int | None = None,
+        batch_max_windows: int = 64,
+        batch_max_wait_s: float = 0.001,
+    ) -> None:
         self.metrics = metrics
         self.limiter = CapacityLimiter(max_concurrent or os.cpu_count() or 1)
+        self.batcher = Batcher(self._record, metrics, self.limiter, batch_max_windows, batch_max_wait_s)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
@@ -71,6 +80,20 @@ class Runner:
         result = predictor.push(emg)
         self._record(endpoint, started, result)
         return result
+
+    def prepare_request(
+        self, loaded: Loaded, emg: np.ndarray, times: np.ndarray | None, work: Work
+    ) -> tuple[Predictor, Prepared] | Fresh:
+        """A batch job's ``prepare`` for a whole (small) recording of the request's pinned version (call
+        it in the batch thread): checked, and left to the batch to preprocess with others of its length,
+        or, with explicit times, prepared here by a fresh :class:`Predictor`."""
+        work.check()  # the client may have left, or the deadline passed, while the job was queued
+        predictor = Predictor(loaded.bundle)
+        if times is not None:
+            return predictor, predictor.prepare(emg, times)
+        emg = predictor.check(emg)
+        span, stride = loaded.window_length, loaded.window_stride
+        return Fresh(loaded.bundle, emg, 0 if len(emg) < span else (len(emg) - span) // stride + 1)
 
     def _record(self, endpoint: str, started: float, result: Prediction) -> None:
         self.metrics.prediction_seconds.observe(time.perf_counter() - started, endpoint=endpoint)

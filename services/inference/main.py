@@ -8,6 +8,7 @@ If none is published, or the store is slow, the service starts anyway and says s
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -19,7 +20,9 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
 from emgpose.api import BodyIdleTimeout, document_errors
+from emgpose.api_docs import install_offline_docs
 from emgpose.auth_http import AuthGate, make_verifier, require
+from emgpose.logs import RequestIdMiddleware, server_log_format, setup_logging
 from emgpose.settings import Settings, get_settings
 from emgpose.store import open_store
 from emgpose.train.bundle import Registry, check_name
@@ -46,13 +49,14 @@ DESCRIPTION = (
 )
 
 
-def configure_logging(level: str) -> None:
-    """Our loggers at ``LOG_LEVEL``; a root handler only where the server set up none (uvicorn sets up its own)."""
+def configure_logging(level: str, fmt: str = "text") -> None:
+    """Our loggers at ``LOG_LEVEL``; a root handler in ``LOG_FORMAT`` only where the server set up none
+    (uvicorn sets up its own, which JSON reformats: :func:`emgpose.logs.setup_logging`)."""
     value = logging.getLevelName(level.upper())
     if not isinstance(value, int):
         value = logging.INFO
-    if not logging.getLogger().handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root_level = logging.getLogger().level
+    setup_logging(logging.getLevelName(root_level), fmt)  # the root's level stays what it was
     for name in ("emgpose", "emgpose_inference"):
         logging.getLogger(name).setLevel(value)
 
@@ -60,7 +64,7 @@ def configure_logging(level: str) -> None:
 def _lifespan(settings: Settings, metrics: Metrics) -> Callable[[FastAPI], AbstractAsyncContextManager[Any]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         registry = Registry(open_store(settings.store_uri, settings))
         holder = ModelHolder(registry, settings.model_name, settings.reload_interval_s, metrics)
         holder.start()
@@ -74,9 +78,17 @@ def _lifespan(settings: Settings, metrics: Metrics) -> Callable[[FastAPI], Abstr
             registry.store.uri,
             f"serving {holder.current.version}" if holder.current else holder.unavailable_reason(),
         )
+        # What startup made (libraries, the model) lives as long as the process: out of the collector's
+        # scans, the full collections that load brings stop pausing every request for ~100 ms.
+        gc.collect()
+        gc.freeze()
+        runner = Runner(
+            metrics, batch_max_windows=settings.batch_max_windows, batch_max_wait_s=settings.batch_max_wait_ms / 1000
+        )
         try:
-            yield {"holder": holder, "runner": Runner(metrics)}
+            yield {"holder": holder, "runner": runner}
         finally:
+            await runner.batcher.close()
             await anyio.to_thread.run_sync(holder.stop)
 
     return lifespan
@@ -109,10 +121,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The app for ``settings`` (default: the environment, read now); loading happens in the lifespan."""
     settings = settings or get_settings()
     check_name(settings.model_name)
+    server_log_format(settings.log_format)
     metrics = Metrics()
     app = FastAPI(
-        title="emgpose inference", version=__version__, description=DESCRIPTION, lifespan=_lifespan(settings, metrics)
+        title="emgpose inference",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=_lifespan(settings, metrics),
+        docs_url=None,  # served offline below (emgpose.api_docs)
+        redoc_url=None,
     )
+    install_offline_docs(app)
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app)
@@ -127,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyIdleTimeout, timeout_s=settings.body_idle_timeout_s)  # a silent body is cut (408)
     app.state.budget = MemoryBudget(int(settings.predict_memory_mb * MIB))  # what predictions may hold at once
     app.add_middleware(AuthGate, verifier=app.state.verifier, open_paths=OPEN_PATHS)
+    app.add_middleware(RequestIdMiddleware)  # X-Request-ID (the gateway's, or a new one) on log lines and answers
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts refusals too
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     return app

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import numpy as np
 from fastapi import APIRouter, Header, Request, Response
 
 from emgpose.errors import TooLarge
+from emgpose.train.predict import Predictor, Prepared
 from emgpose_inference import admission, codec
-from emgpose_inference.admission import MIB, Work
+from emgpose_inference.admission import CHUNK_SAMPLES, MIB, Work
+from emgpose_inference.batching import Fresh
 from emgpose_inference.deps import BudgetDep, ModelDep, RunnerDep, SettingsDep
 from emgpose_inference.errors import PayloadTooLarge, UnsupportedMediaType
 from emgpose_inference.infer import Runner, predict_response_json
@@ -59,14 +62,27 @@ def media_type(request: Request) -> str:
     )
 
 
+def _decode(
+    kind: str, raw: bytes, headers: dict[str, str | None], loaded: Loaded, max_samples: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    if kind == JSON:
+        return codec.from_json(raw, loaded, max_samples)
+    return codec.from_binary(raw, headers, loaded, max_samples), None
+
+
 def _answer(
     kind: str, raw: bytes, headers: dict[str, str | None], loaded: Loaded, runner: Runner, work: Work, max_samples: int
 ) -> bytes:
-    if kind == JSON:
-        emg, times = codec.from_json(raw, loaded, max_samples)
-    else:
-        emg, times = codec.from_binary(raw, headers, loaded, max_samples), None
+    emg, times = _decode(kind, raw, headers, loaded, max_samples)
     return predict_response_json(runner.predict("v1", loaded, emg, times, work))
+
+
+def _batchable(kind: str, raw: bytes, loaded: Loaded) -> bool:
+    """At most one preprocessing step of samples (:data:`~emgpose_inference.admission.CHUNK_SAMPLES`): the
+    batcher prepares it in one go. Longer recordings keep their own thread and are prepared step by
+    step, checking for a client that left between steps. A JSON number takes at least 2 bytes ("0,")."""
+    per_sample = loaded.bundle.num_channels * (codec.FLOAT32.itemsize if kind == BINARY else 2)
+    return len(raw) <= CHUNK_SAMPLES * per_sample
 
 
 @router.post(
@@ -122,11 +138,21 @@ async def predict(
             return TooLarge(f"request body too large: over the {limit} bytes X-EMG-Samples x X-EMG-Channels x 4 give")
         return _json_too_large(seen, limit, loaded, max_samples)
 
-    async def compute(raw: bytes) -> bytes:
-        return await runner.call(_answer, kind, raw, headers, loaded, runner, work, max_samples)
+    async with budget.reserve(cost, work.deadline):  # admission.bounded, with the batcher told of the request
+        with runner.batcher.expect() as arrival:
+            raw = await admission.read_body(request, limit, too_large, work)
 
-    body = await admission.bounded(request, budget, work, cost, limit, too_large, compute)
-    return Response(body, media_type=JSON)
+            def prepare() -> tuple[Predictor, Prepared] | Fresh:  # in the batch thread
+                emg, times = _decode(kind, raw, headers, loaded, max_samples)
+                return runner.prepare_request(loaded, emg, times, work)
+
+            async def compute() -> bytes:
+                if _batchable(kind, raw, loaded):
+                    return await runner.batcher.submit("v1", prepare, predict_response_json, arrival)
+                arrival.here()  # a long recording: its own thread, step by step
+                return await runner.call(_answer, kind, raw, headers, loaded, runner, work, max_samples)
+
+            return Response(await admission.watched(request, work, compute), media_type=JSON)
 
 
 def _json_too_large(size: int, limit: int, loaded: Loaded, max_samples: int) -> TooLarge:

@@ -63,7 +63,13 @@ class Loaded:
     @classmethod
     def warm(cls, bundle: Bundle) -> Loaded:
         """Builds the predictor once and predicts one window of zeros: a version that cannot answer is
-        refused before it is swapped in."""
+        refused before it is swapped in.
+
+        The booster predicts on ONE thread: a request's few rows take a fraction of a millisecond, and
+        XGBoost's OpenMP team (every core by default) spins against the event loop and the other
+        serving processes for them: 17 ms instead of 1 ms for one row on a busy 2-core machine. The
+        processes (``INFERENCE_WORKERS``) use the cores."""
+        bundle.booster.set_param({"nthread": 1})
         predictor = Predictor(bundle, source=f"warm-up of {bundle.name} {bundle.version}")
         emg = np.zeros((predictor.window_length, bundle.num_channels), dtype=np.float32)
         result = predict(bundle, emg)

@@ -34,7 +34,7 @@ from starlette.types import Message
 
 from emgpose.auth_http import authorize
 from emgpose.errors import EmgPoseError, InvalidInput
-from emgpose.train.predict import Predictor
+from emgpose.train.predict import Prediction, Predictor, Prepared
 from emgpose_inference import codec
 from emgpose_inference.errors import invalid_from_pydantic
 from emgpose_inference.infer import Runner, prediction_fields
@@ -105,6 +105,20 @@ class StreamSession:
         result = self.runner.push("stream", self.predictor, emg)
         return json.dumps({"type": "prediction", **prediction_fields(result)}) if len(result) else None
 
+    def prepare(self, message: Message) -> Callable[[], tuple[Predictor, Prepared]]:
+        """A binary chunk as a batch job's ``prepare`` (parse, check, filters and windows; in the batch thread)."""
+
+        def run() -> tuple[Predictor, Prepared]:
+            emg = self._data(lambda: codec.from_frame(message["bytes"], self.loaded))
+            return self.predictor, self.predictor.prepare(emg)
+
+        return run
+
+    @staticmethod
+    def respond(result: Prediction) -> str | None:
+        """The prediction message of a chunk (None when it completed no window)."""
+        return json.dumps({"type": "prediction", **prediction_fields(result)}) if len(result) else None
+
     def _config(self, body: dict[str, Any]) -> dict[str, Any]:
         if self.rate is not None or set(body) != {"sample_rate"}:
             raise StreamError(UNSUPPORTED, 400, f"unexpected message with keys {sorted(body)}; send {{'emg': ...}}")
@@ -147,7 +161,10 @@ async def _serve(websocket: WebSocket, session: StreamSession) -> None:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
-        answer = await session.runner.call(session.reply, message)
+        if message.get("bytes") is not None:  # a binary chunk: predicted in a batch with other requests
+            answer = await session.runner.batcher.submit("stream", session.prepare(message), session.respond)
+        else:
+            answer = await session.runner.call(session.reply, message)
         if answer is not None:
             await websocket.send_text(answer)
 

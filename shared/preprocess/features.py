@@ -100,7 +100,9 @@ class Feature:
     - none of these: read at the window's last sample (``env_last``).
 
     ``width``: values per channel (AR: its order). ``gpu``: ``features.cu`` computes it (it has a kernel
-    id); ``False`` declares it CPU-only. ``source`` names the definition it follows.
+    id); ``False`` declares it CPU-only. ``source`` names the definition it follows. ``cross_channel``: a
+    channel's value reads other channels too (``mav_share``), so recordings placed side by side as extra
+    channels (:mod:`emgpose.train.stacked`) would change it.
     """
 
     name: str
@@ -116,6 +118,7 @@ class Feature:
     width: int = 1
     gpu: bool = True
     source: str = ""
+    cross_channel: bool = False
 
 
 # --- helpers -----------------------------------------------------------------------------------------
@@ -438,8 +441,11 @@ def _simple(name: str, fn, doc: str, term: Term, span: int, finish, source: str,
     return Feature(name, "filtered", fn, doc, term, span, finish, gpu=gpu, source=source)
 
 
-def _combined(name: str, sums: tuple[Sum, ...], combine, doc: str, source: str) -> Feature:
-    return Feature(name, "filtered", _sums_fn(sums, combine), doc, sums=sums, combine=combine, gpu=False, source=source)
+def _combined(name: str, sums: tuple[Sum, ...], combine, doc: str, source: str, cross_channel: bool = False) -> Feature:
+    fn = _sums_fn(sums, combine)
+    return Feature(
+        name, "filtered", fn, doc, sums=sums, combine=combine, gpu=False, source=source, cross_channel=cross_channel
+    )
 
 
 def _windowed(name: str, fn, doc: str, source: str, width: int = 1) -> Feature:
@@ -511,7 +517,7 @@ FEATURES: dict[str, Feature] = {
         # log amplitudes, channel shares
         _simple("log_mav", lambda w, p: _floored_log(mav(w, p)), "natural log of MAV", _abs, 0, _log_mav, "ours"),
         _simple("log_rms", lambda w, p: _floored_log(rms(w, p)), "natural log of RMS", _square, 0, _log_rms, "ours"),
-        _combined("mav_share", (Sum(_abs),), _share, "channel's MAV over the sum of every channel's MAV", "ours"),
+        _combined("mav_share", (Sum(_abs),), _share, "channel's MAV over the sum of every channel's MAV", "ours", True),
     )
 }
 

@@ -8,6 +8,7 @@ Arrays are ``(n_samples, n_channels)``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import signal
@@ -72,6 +73,22 @@ def design_sos(config: PreprocessConfig, sample_rate: float, source: str = "") -
     return np.vstack(sections) if sections else None
 
 
+@lru_cache(maxsize=64)
+def _designed(config: PreprocessConfig, sample_rate: float) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(sos, sosfilt_zi(sos))`` for a chain, designed once per configuration and rate, shared by every
+    chain of that configuration (never written: ``sosfilt`` only reads ``sos``, and ``zi`` is read-only).
+
+    Designing the filter costs more than filtering one window; a server builds a chain per request.
+    A refused design raises and is not cached, so its message names each caller's own source.
+    """
+    sos = design_sos(config, sample_rate)
+    if sos is None:
+        return None, None
+    zi = signal.sosfilt_zi(sos)
+    zi.flags.writeable = False
+    return sos, zi
+
+
 @dataclass
 class ChainOutput:
     filtered: np.ndarray  # band-passed EMG, (n, C)
@@ -92,7 +109,11 @@ class CausalChain:
         self.config = config
         self.sample_rate = sample_rate
         self.num_channels = num_channels
-        self.sos = design_sos(config, sample_rate, source)
+        try:
+            self.sos, self._zi_unit = _designed(config, sample_rate)
+        except InvalidInput:
+            design_sos(config, sample_rate, source)  # the same refusal, naming this chain's source
+            raise
         self._ma = config.moving_average
         self.reset()
 
@@ -111,8 +132,7 @@ class CausalChain:
             return x
         if self._zi is None:
             # Start in steady state for the first sample's level, so a DC offset does not ring.
-            zi = signal.sosfilt_zi(self.sos)[:, :, None]
-            self._zi = zi * x[0][None, None, :]
+            self._zi = self._zi_unit[:, :, None] * x[0][None, None, :]
         y, self._zi = signal.sosfilt(self.sos, x, axis=0, zi=self._zi)
         return y
 

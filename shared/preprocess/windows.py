@@ -12,6 +12,7 @@ target is NaN/inf, are kept in the batch with a non-zero ``reason`` so callers c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -58,6 +59,20 @@ def ik_failures(targets: np.ndarray, tol: float) -> np.ndarray:
     return failed
 
 
+@lru_cache(maxsize=256)
+def _geometry(
+    config: PreprocessConfig, sample_rate: float, num_channels: int
+) -> tuple[tuple[int, int], tuple[int, ...], int, int]:
+    """A stream's sizes, computed once per configuration (parsing durations and naming every column costs
+    more than one window's features; a server builds a stream per request). A refusal is not cached."""
+    return (
+        config.window.samples(sample_rate),
+        config.window.lengths(sample_rate),
+        config.span_samples(sample_rate),
+        len(feature_names(config, num_channels)),
+    )
+
+
 class WindowStream:
     """Feeds EMG (and targets) through the chain, z-scores, and yields each new window's features.
 
@@ -80,11 +95,10 @@ class WindowStream:
         source: str = "",
     ) -> None:
         self.config = config
-        self.length, self.stride = config.window.samples(sample_rate)
-        self.lengths = config.window.lengths(sample_rate)  # the main length, then the extra ones
-        self.span = config.span_samples(sample_rate)  # samples one row of features reads
+        (self.length, self.stride), self.lengths, self.span, self.num_features = _geometry(
+            config, sample_rate, num_channels
+        )  # the window and stride, every length (the main one first), the samples a row reads, its columns
         self.params = FeatureParams.from_config(config, sample_rate)
-        self.num_features = len(feature_names(config, num_channels))
         self.chain = CausalChain(config, sample_rate, num_channels, source)
         self.stats = stats
         self.num_targets = num_targets
