@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from emgpose.errors import InvalidInput
-from emgpose.preprocess.windows import WindowStream
-from emgpose.train import boost
+from emgpose.preprocess.windows import WindowBatch, WindowStream
 from emgpose.train.bundle import Bundle
+from emgpose.train.compiled import bundle_runner
 from emgpose.train.smoothing import Smoother
 
 
@@ -48,20 +48,22 @@ class Prediction:
         return [self.names[i] for i in np.argmax(self.values, axis=1)] if len(self) else []
 
     def to_csv(self) -> str:
-        """``window_end,t_end`` then ``<joint>_rad,<joint>_deg`` per joint, or ``p_<class>`` and ``class``;
-        last ``out_of_range`` where the model records its training range."""
+        """``window_end_sample,t_end_s`` (the window's last sample: its index, and its time in seconds), then
+        ``<joint>_rad,<joint>_deg`` per joint, or ``p_<class>`` and ``class``; last ``out_of_range`` where the
+        model records its training range. The first two columns were ``window_end,t_end`` before issue 16
+        (``emgpose.cli_views.time_column`` reads either)."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         extra = ["out_of_range"] if self.out_of_range is not None else []
         if self.task == "regression":
-            header = ["window_end", "t_end", *(f"{n}_{u}" for n in self.names for u in ("rad", "deg"))]
+            header = ["window_end_sample", "t_end_s", *(f"{n}_{u}" for n in self.names for u in ("rad", "deg"))]
             deg = self.degrees
             rows = (
                 [f"{v:.6g}" for j in range(len(self.names)) for v in (self.values[i, j], deg[i, j])]
                 for i in range(len(self))
             )
         else:
-            header = ["window_end", "t_end", *(f"p_{n}" for n in self.names), "class"]
+            header = ["window_end_sample", "t_end_s", *(f"p_{n}" for n in self.names), "class"]
             classes = self.classes
             rows = ([*(f"{p:.6g}" for p in self.values[i]), classes[i]] for i in range(len(self)))
         writer.writerow([*header, *extra])
@@ -71,11 +73,23 @@ class Prediction:
         return out.getvalue()
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """One chunk's windows and the booster's input rows for them (:meth:`Predictor.prepare`)."""
+
+    batch: WindowBatch
+    features: np.ndarray  # (n, n_features) float32, after the adaptation where the bundle has one
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+
 class Predictor:
     """Stateful preprocessing + booster for one stream of EMG at the bundle's sample rate."""
 
-    def __init__(self, bundle: Bundle, source: str = "EMG input") -> None:
+    def __init__(self, bundle: Bundle, source: str = "EMG input", backend: str | None = None) -> None:
         self.bundle = bundle
+        self.booster = bundle_runner(bundle, backend)  # XGBoost or the compiled model (MODEL_BACKEND)
         self.source = source
         self.stream = WindowStream(bundle.config, bundle.sample_rate, bundle.num_channels, bundle.stats, source=source)
         self.window_length = self.stream.span  # samples before the first row: the window, or its span
@@ -110,13 +124,32 @@ class Predictor:
 
     def push(self, emg: np.ndarray, time: np.ndarray | None = None) -> Prediction:
         """The predictions of every window that ends inside this chunk (possibly none)."""
+        prepared = self.prepare(emg, time)
+        return self.finish(prepared, self.raw(prepared.features))
+
+    def prepare(self, emg: np.ndarray, time: np.ndarray | None = None) -> Prepared:
+        """The chunk through the filters and windows: the feature rows for :meth:`raw` (advances the state).
+
+        ``push`` is ``finish(prepare(...), raw(...))``; a server runs :meth:`raw` once over the rows of
+        several requests (:mod:`emgpose_inference.batching`), since one booster call costs little more
+        for many rows than for one.
+        """
         emg = self.check(emg)
         first = self.stream.seen
         if time is None:
             time = (first + np.arange(len(emg))) / self.bundle.sample_rate
         batch = self.stream.push(emg, np.asarray(time, dtype=np.float64))
         features = batch.features if self.adapter is None else self.adapter(batch.features)
-        raw = boost.predict(self.bundle.booster, features, self.bundle.outputs)
+        return Prepared(batch, features)
+
+    def raw(self, features: np.ndarray) -> np.ndarray:
+        """The booster's output for feature rows (any number, from any streams of this bundle)."""
+        return self.booster(features)
+
+    def finish(self, prepared: Prepared, raw: np.ndarray) -> Prediction:
+        """The prediction of prepared rows from :meth:`raw`'s output for them (smoothing carries state:
+        call it in the stream's order)."""
+        batch = prepared.batch
         values = self.smoother(self.bundle.stats.unscale_targets(raw) if self.bundle.task == "regression" else raw)
         names = self.bundle.joint_names if self.bundle.task == "regression" else self.bundle.class_names
         return Prediction(
