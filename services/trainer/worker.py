@@ -11,4 +11,5 @@ from emgpose.logs import setup_logging
 setup_logging()
 app = make_celery("emgpose-trainer")
 
+import emgpose_trainer.predict_tasks  # noqa: E402,F401 - the predict job's task
 import emgpose_trainer.tasks  # noqa: E402,F401 - registers the tasks on the app

@@ -30,6 +30,7 @@ PREPROCESS_GATHER = "emgpose.preprocess.gather"
 TRAIN = "emgpose.train.fit"
 EVALUATE = "emgpose.train.evaluate"
 BENCHMARK = "emgpose.bench.compare"  # the comparative study: on the train queue, where the GPU workers are
+PREDICT = "emgpose.predict.batch"  # batch prediction: the trainer has XGBoost and the model registry
 
 ROUTES = {
     PREPROCESS_START: "preprocess",
@@ -40,6 +41,7 @@ ROUTES = {
     TRAIN: "train",
     EVALUATE: "train",
     BENCHMARK: "train",
+    PREDICT: "train",
 }
 
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from emgpose.access import MAX_LOCATION
-from emgpose.names import DatasetName, ModelName, ModelRefText
+from emgpose.names import DatasetName, ModelName, ModelRefText, Version
 from emgpose.preprocess.config import PreprocessConfig
 from emgpose.train.boost import BoostConfig
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-JobType = Literal["preprocess", "train", "evaluate", "benchmark"]
+JobType = Literal["preprocess", "train", "evaluate", "benchmark", "predict"]
 TERMINAL = ("succeeded", "failed", "cancelled")
 DATASET_HELP = (
     "a dataset id from /v1/datasets, or a store URI (s3://bucket/prefix, file:///path) below the object store "
@@ -106,6 +106,46 @@ class BenchmarkParams(Strict):
     xgb_rounds: int = Field(default=5, ge=1, le=1000)
 
 
+class PredictParams(Strict):
+    """What a batch prediction reads (exactly one of ``dataset``, ``prefix``, ``files``) and with which model."""
+
+    model: ModelRefText = Field(
+        description="NAME (its promoted `latest` version), NAME@VERSION, or the location of a model or version "
+        "below the object store or ALLOWED_DATA_ROOTS",
+        examples=["hand"],
+    )
+    version: Version | None = Field(default=None, description="A version of `model` (default: its `latest`)")
+    dataset: str | None = Field(
+        default=None, min_length=1, max_length=MAX_LOCATION, description=f"A raw dataset: {DATASET_HELP}"
+    )
+    split: Literal["train", "val", "test"] | None = Field(
+        default=None, description="Only the dataset's sessions of this split (metadata.csv)"
+    )
+    prefix: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_LOCATION,
+        description="A folder or S3 prefix: every .hdf5 session below it (same roots as `dataset`)",
+    )
+    files: list[Annotated[str, Field(min_length=1, max_length=MAX_LOCATION)]] | None = Field(
+        default=None, min_length=1, max_length=1000, description="Session files (.hdf5) by location"
+    )
+    formats: list[Literal["csv", "parquet"]] = Field(
+        default=["csv", "parquet"], min_length=1, description="Tables written per session"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PredictParams:
+        given = [k for k in ("dataset", "prefix", "files") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of dataset, prefix or files (got {given or 'none'})")
+        if self.split is not None and self.dataset is None:
+            raise ValueError("split selects sessions of a dataset's metadata.csv: give it with dataset only")
+        if len(set(self.formats)) != len(self.formats):
+            raise ValueError(f"formats lists a format twice: {self.formats}")
+        return self
+
+
 class PreprocessJob(Strict):
     type: Literal["preprocess"]
     params: PreprocessParams
@@ -126,7 +166,12 @@ class BenchmarkJob(Strict):
     params: BenchmarkParams
 
 
-JobCreate = Annotated[PreprocessJob | TrainJob | EvaluateJob | BenchmarkJob, Field(discriminator="type")]
+class PredictJob(Strict):
+    type: Literal["predict"]
+    params: PredictParams
+
+
+JobCreate = Annotated[PreprocessJob | TrainJob | EvaluateJob | BenchmarkJob | PredictJob, Field(discriminator="type")]
 
 
 class JobError(BaseModel):

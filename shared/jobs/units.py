@@ -33,11 +33,12 @@ from emgpose.db.engine import session_scope
 from emgpose.db.models import Job, JobPart, utcnow
 from emgpose.errors import NotFound
 from emgpose.jobs import celery_app as tasks
+from emgpose.jobs import metrics as job_metrics
 from emgpose.jobs.schemas import TERMINAL
 
 log = logging.getLogger(__name__)
 
-ENTRY = {"preprocess": "plan", "train": "run", "evaluate": "run", "benchmark": "run"}
+ENTRY = {"preprocess": "plan", "train": "run", "evaluate": "run", "benchmark": "run", "predict": "run"}
 TASKS = {
     ("preprocess", "plan"): tasks.PREPROCESS_START,
     ("preprocess", "stats"): tasks.PREPROCESS_STATS,
@@ -47,6 +48,7 @@ TASKS = {
     ("train", "run"): tasks.TRAIN,
     ("evaluate", "run"): tasks.EVALUATE,
     ("benchmark", "run"): tasks.BENCHMARK,
+    ("predict", "run"): tasks.PREDICT,
 }
 PER_PART = ("stats", "windows")  # their tasks take the part number after the job id
 
@@ -263,8 +265,10 @@ def results(job_id: str, phase: str) -> list[dict[str, Any]]:
 
 
 def end_job(job: Job, state: str, result: dict[str, Any] | None = None, error: BaseException | None = None) -> None:
-    """Ends a job row the caller holds (succeeded, failed or cancelled)."""
+    """Ends a job row the caller holds (succeeded, failed or cancelled), and counts it in the job metrics
+    (every end goes through here: a worker's, a cancel seen at lease, the reaper's give-up)."""
     job.state, job.stage, job.finished_at = state, state, utcnow()
+    job_metrics.job_ended(job.type, state, job.started_at or job.created_at)
     if state == "succeeded":
         job.progress = 100.0
     if result is not None:

@@ -1,4 +1,5 @@
-"""``/v1/jobs``: submit (202 + ``Location``), poll, list and cancel preprocess, train and evaluate jobs.
+"""``/v1/jobs``: submit (202 + ``Location``), poll, list and cancel preprocess, train, evaluate, benchmark and
+predict jobs.
 
 A submission is checked before anything is queued: the body against :data:`JobCreate` (unknown fields
 refused), the training settings against ``BoostConfig``, and the references it names (the dataset
@@ -25,6 +26,7 @@ from emgpose.auth_http import require
 from emgpose.db.models import Job, utcnow
 from emgpose.errors import Conflict, NotFound, Unavailable
 from emgpose.formats.metadata import METADATA_FILE
+from emgpose.jobs import predict as predict_job
 from emgpose.jobs import repo, units
 from emgpose.jobs.celery_app import send
 from emgpose.jobs.schemas import (
@@ -34,6 +36,7 @@ from emgpose.jobs.schemas import (
     JobsPublic,
     JobState,
     JobType,
+    PredictJob,
     PreprocessJob,
     TrainJob,
     public,
@@ -82,13 +85,17 @@ EXAMPLES = {
         "summary": "Compare the CPU chain, CuPy's and our kernels on a synthetic dataset (report.json and plots)",
         "value": {"type": "benchmark", "params": {"synthetic": {"users": 4, "sessions": 2, "duration_s": 60}}},
     },
+    "predict": {
+        "summary": "Predict every session of a raw dataset with a model's promoted version (CSV + Parquet each)",
+        "value": {"type": "predict", "params": {"model": "hand", "dataset": "3f2a9c0e5b7d4e1f8a6b2c3d4e5f6a7b"}},
+    },
 }
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "no such job, dataset or model"},
     409: {"model": ErrorResponse, "description": "wrong dataset kind or state, a reused key, or a finished job"},
     503: {"model": ErrorResponse, "description": "the database or the job broker is not reachable"},
 }
-AnyJob = PreprocessJob | TrainJob | EvaluateJob | BenchmarkJob
+AnyJob = PreprocessJob | TrainJob | EvaluateJob | BenchmarkJob | PredictJob
 JobBody = Annotated[AnyJob, Body(discriminator="type", openapi_examples=EXAMPLES)]
 
 
@@ -105,6 +112,8 @@ def check_references(session: Session, body: AnyJob, settings: Settings) -> str 
         access.confine_model_ref(body.params.model, settings, "params.model")  # 403 outside, before any I/O
         ref = parse_model_ref(body.params.model, settings.store_uri)
         ref.registry.resolve(ref.name, ref.version)
+    if isinstance(body, PredictJob):
+        return predict_job.check(session, body.params, settings)  # the model, then every session file
     if isinstance(body, BenchmarkJob) and body.params.dataset is None:
         return None  # the worker generates the synthetic dataset the study runs on
     kind = NEEDS[body.type]
@@ -190,7 +199,7 @@ def _send(celery: Celery, session: Session, job: Job, settings: Settings) -> Non
 @router.get("", response_model=JobsPublic, summary="List jobs, newest first", responses={503: ERRORS[503]})
 def list_jobs(
     session: SessionDep,
-    type: Annotated[JobType | None, Query(description="preprocess, train, evaluate or benchmark")] = None,
+    type: Annotated[JobType | None, Query(description="preprocess, train, evaluate, benchmark or predict")] = None,
     state: Annotated[JobState | None, Query(description="queued, running, succeeded, failed or cancelled")] = None,
     dataset_id: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
