@@ -27,6 +27,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from emgpose.api_docs import DOCS_ASSET_PATHS
 from emgpose.auth import KEY_FORMAT, ApiKeyInfo, Verifier, allows, bearer_key, insufficient_scope
 from emgpose.auth import Scope as KeyScope
 from emgpose.errors import EmgPoseError
@@ -35,7 +36,7 @@ from emgpose.settings import Settings
 log = logging.getLogger(__name__)
 
 SCOPE_KEY = "emgpose.api_key"  # the verified key, in the ASGI scope of a request
-DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}) | DOCS_ASSET_PATHS
 
 BEARER = HTTPBearer(
     auto_error=False,  # AuthGate and require() answer, with the project's error shape
