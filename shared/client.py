@@ -73,6 +73,10 @@ class Client:
             raise ApiError(response.status_code, str(detail))
         return response.json()
 
+    def call(self, method: str, url: str, **kwargs: Any) -> Any:
+        """Any endpoint (``params=``, ``json=``): the JSON answer, or :class:`ApiError` with the server's message."""
+        return self._call(method, url, **kwargs)
+
     def upload_dataset(self, name: str, folder: Path) -> dict[str, Any]:
         """Uploads ``metadata.csv`` and the HDF5 sessions of a local dataset folder."""
         paths = [folder / "metadata.csv", *sorted(folder.glob("*.hdf5"))]

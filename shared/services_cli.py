@@ -10,14 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from emgpose.client import Client
-from emgpose.db.migrate import current, upgrade
 from emgpose.settings import get_settings
-from emgpose.synth import SynthConfig, write_dataset
-from emgpose.train.calibrate import read_recording
 from emgpose.up import Stack, running, serve
 
 
@@ -28,11 +24,37 @@ def free_port() -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    url = args.url or get_settings().database_url
+    """``current`` names the database and only reads it: a SQLite file that does not exist is not created."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
+    from emgpose.db.engine import normalize_url  # noqa: PLC0415
+    from emgpose.db.migrate import current, upgrade  # noqa: PLC0415
+
+    text = args.url or get_settings().database_url
+    try:
+        given = make_url(text)
+    except ArgumentError:
+        return cmd_db_invalid(text)
+    if given.drivername.startswith("sqlite") and given.database not in (None, "", ":memory:"):
+        given = given.set(database=str(Path(given.database).resolve()))
+        if args.action == "current" and not Path(given.database).exists():  # normalize_url would make its folder
+            shown = given.render_as_string(hide_password=True)
+            print(f"database {shown}: does not exist yet (`emgpose db upgrade` creates it)")  # noqa: T201
+            return 0
+    url = normalize_url(given.render_as_string(hide_password=False))
+    shown = make_url(url).render_as_string(hide_password=True)
     if args.action == "upgrade":
         upgrade(url)
-    print(f"database revision: {current(url) or 'none (run emgpose db upgrade)'}")  # noqa: T201
+    print(f"database {shown}: revision {current(url) or 'none (run emgpose db upgrade)'}")  # noqa: T201
     return 0
+
+
+def cmd_db_invalid(text: str) -> int:
+    from emgpose.db.engine import normalize_url  # noqa: PLC0415
+
+    normalize_url(text)  # raises InvalidInput naming the accepted forms
+    return 2
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -70,6 +92,8 @@ def _wait(api: Client, job: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The main job through the REST API: synthetic data uploaded, preprocessed, trained, served, predicted."""
+    from emgpose.synth import SynthConfig, write_dataset  # noqa: PLC0415 - the quick CLI: SciPy, h5py when used
+
     work = Path(args.workdir).resolve()
     data = work / "data"
     config = SynthConfig(duration_s=args.duration, seed=args.seed)
@@ -100,6 +124,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _predict_demo(api: Client, data: Path, say: Any) -> None:
+    import numpy as np  # noqa: PLC0415
+
+    from emgpose.train.calibrate import read_recording  # noqa: PLC0415
+
     with open(data / "metadata.csv") as fh:
         row = next(r for r in csv.DictReader(fh) if r["split"] == "test")
     rec = read_recording(str(data / f"{row['filename']}.hdf5"))
@@ -126,18 +154,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     db.set_defaults(func=cmd_db)
 
     up = sub.add_parser("up", help="run every service as a local process (SQLite, local store, no servers needed)")
-    up.add_argument("--workdir", default=os.environ.get("EMGPOSE_WORKDIR", "runs/local"))
-    up.add_argument("--host", default="127.0.0.1")
-    up.add_argument("--gateway-port", dest="gateway_port", type=int, default=8000)
-    up.add_argument("--inference-port", dest="inference_port", type=int, default=8001)
+    up.add_argument(
+        "--workdir",
+        default=os.environ.get("EMGPOSE_WORKDIR", "runs/local"),
+        help="database, store, broker, logs and API key live here (or $EMGPOSE_WORKDIR)",
+    )
+    up.add_argument("--host", default="127.0.0.1", help="address the services listen on")
+    up.add_argument("--gateway-port", dest="gateway_port", type=int, default=8000, help="the REST gateway's port")
+    up.add_argument(
+        "--inference-port", dest="inference_port", type=int, default=8001, help="the inference service's port"
+    )
     up.add_argument("--concurrency", type=int, default=2, help="preprocess worker threads")
     up.set_defaults(func=cmd_up)
 
     run = sub.add_parser("run", help="the main job through the REST API: synth -> upload -> preprocess -> train "
                                      "-> serve -> predict")  # fmt: skip
-    run.add_argument("--workdir", default=os.environ.get("EMGPOSE_WORKDIR", "runs/demo"))
+    run.add_argument(
+        "--workdir",
+        default=os.environ.get("EMGPOSE_WORKDIR", "runs/demo"),
+        help="the stack's folder: data, store, logs (or $EMGPOSE_WORKDIR)",
+    )
     run.add_argument("--duration", type=float, default=20.0, help="seconds per synthetic session")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
     run.add_argument("--name", default="demo", help="model name (the stack serves it)")
     run.add_argument("--rounds", type=int, default=200, help="most boosting rounds (early stopping may end sooner)")
     run.set_defaults(func=cmd_run)

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 from emgpose.errors import EmgPoseError
-from emgpose.importers import IMPORTERS
 
 
 def _names(text: str) -> list[str]:
@@ -67,15 +66,15 @@ def _table(p: argparse.ArgumentParser) -> Callable[[argparse.Namespace], dict[st
     p.add_argument("--sample-rate", type=float, required=True, help="samples per second")
     p.add_argument("--channels", type=_names, required=True, help="EMG columns: a,b,c or a pattern emg_*")
     p.add_argument("--targets", type=_names, default=[], help="joint-angle columns, comma-separated")
-    p.add_argument("--target-units", choices=("rad", "deg"), default="rad")
+    p.add_argument("--target-units", choices=("rad", "deg"), default="rad", help="units of the target columns")
     p.add_argument("--label", help="integer gesture column")
     p.add_argument("--label-names", type=_names, default=[], help="names of labels 0, 1, ...")
     p.add_argument("--time", help="time column in seconds (default: row index / sample rate)")
     p.add_argument("--delimiter", help="CSV delimiter (default ',' or tab for .tsv)")
-    p.add_argument("--user", default="")
+    p.add_argument("--user", default="", help="user attribute of the session(s)")
     p.add_argument("--session", help="session name (one file only; default: the file's stem)")
-    p.add_argument("--stage", default="")
-    p.add_argument("--split", choices=("train", "val", "test"), default="train")
+    p.add_argument("--stage", default="", help="stage attribute of the session(s)")
+    p.add_argument("--split", choices=("train", "val", "test"), default="train", help="the split the sessions go to")
     _conventions(p)
     keys = ("sample_rate", "channels", "targets", "target_units", "label", "label_names", "time")
     return lambda a: {
@@ -109,6 +108,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_import(args: argparse.Namespace) -> int:
     """Runs the chosen importer; prints one line per session and the metadata.csv path."""
+    from emgpose.importers import IMPORTERS  # noqa: PLC0415 - SciPy, pyarrow, h5py only when importing
+
     options = args.import_options(args)
     try:
         result = IMPORTERS[args.import_format](

@@ -253,7 +253,12 @@ def fit(
         best = int(booster.attr("best_iteration")) + 1
         booster = booster[:best]
     metric = custom_metric.name if custom_metric is not None else params["eval_metric"]
-    log.info("boosted %d rounds (kept %d) in %.1f s", rounds_run - prior, best, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    if prior:  # continued boosting: `best` counts the starting model's rounds too
+        log.info("boosted %d rounds on top of the model's %d; kept %d of them (%d in all) in %.1f s",
+                 rounds_run - prior, prior, best - prior, best, seconds)  # fmt: skip
+    else:
+        log.info("boosted %d rounds; kept the first %d (the best on validation) in %.1f s", rounds_run, best, seconds)
     return FitResult(
         booster=booster,
         best_round=best,

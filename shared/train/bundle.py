@@ -209,6 +209,13 @@ class Registry:
             return version
         current = self.latest(name)
         if current is None:
+            versions = self.versions(name)
+            if versions:  # published without promotion (`calibrate --name X`, `train --no-promote`)
+                raise NotFound(
+                    f"model {name!r} has {len(versions)} version(s) but no 'latest' yet (it was published without "
+                    f"--promote): name one as {name}@{versions[-1]}, or point latest at it with "
+                    f"`emgpose models promote {name}@{versions[-1]}`"
+                )
             raise NotFound(f"model {name!r} not found in {self.store.url(MODELS)} (models: {self.names() or 'none'})")
         return current
 
