@@ -1,5 +1,8 @@
-"""The ``emgpose`` command: synth, import, preprocess, train, evaluate, models, predict, calibrate, db, up, run,
-keys."""
+"""emgpose: joint angles from surface EMG.
+
+Locally: synth, import, preprocess, train, evaluate, models, predict, calibrate. The services: db, up, run,
+keys. As a client of a running gateway (--url or EMGPOSE_URL, --key or EMGPOSE_API_KEY): datasets, jobs,
+stream, and models / predict with --url."""
 
 from __future__ import annotations
 
@@ -10,18 +13,25 @@ from collections.abc import Callable, Sequence
 
 from tqdm import tqdm
 
+from emgpose.cli_help import polish
+from emgpose.client_cli import register as register_client
 from emgpose.errors import EmgPoseError
+from emgpose.export_c import register as register_export
 from emgpose.importers.cli import register as register_import
 from emgpose.keys_cli import register as register_keys
-from emgpose.preprocess.config import PreprocessConfig
-from emgpose.preprocess.job import run_preprocess
+from emgpose.predict_job_cli import register as register_predict_job
 from emgpose.services_cli import register as register_services
 from emgpose.settings import get_settings
 from emgpose.store import as_uri
-from emgpose.synth import SynthConfig, write_dataset
 from emgpose.train.cli import register as register_train
 
 log = logging.getLogger("emgpose")
+
+EPILOG = """examples:
+  emgpose run                                   # the main job: a local stack, data in, a served model out
+  emgpose up                                    # the stack alone, then as its client:
+  emgpose jobs list --url http://127.0.0.1:8000
+  emgpose <command> --help                      # each command's options, defaults and an example"""
 
 
 class _Bar:
@@ -50,6 +60,8 @@ def _with_bar(unit: str, desc: str, work: Callable[[_Bar], object]) -> object:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    from emgpose.synth import SynthConfig, write_dataset  # noqa: PLC0415 - the quick CLI: SciPy, h5py when used
+
     config = SynthConfig(
         users=args.users,
         stages=args.stages,
@@ -68,6 +80,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
+    from emgpose.preprocess.config import PreprocessConfig  # noqa: PLC0415 - the quick CLI
+    from emgpose.preprocess.job import run_preprocess  # noqa: PLC0415
+
     config = PreprocessConfig.load(args.config)
     if args.csv:
         config = config.model_copy(update={"output": config.output.model_copy(update={"csv": True})})
@@ -100,19 +115,19 @@ def _print_summary(summary: dict) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emgpose", description=__doc__)
+    parser = argparse.ArgumentParser(prog="emgpose", description=__doc__, epilog=EPILOG)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     synth = sub.add_parser("synth", help="write a synthetic dataset in the emg2pose layout")
     synth.add_argument("--out", required=True, help="folder or store URI (file://, s3://)")
-    synth.add_argument("--users", type=int, default=4)
-    synth.add_argument("--stages", type=int, default=3)
+    synth.add_argument("--users", type=int, default=4, help="simulated users")
+    synth.add_argument("--stages", type=int, default=3, help="stages (gesture sets) per user")
     synth.add_argument("--sessions", type=int, default=2, help="sessions per user and stage")
     synth.add_argument("--duration", type=float, default=20.0, help="seconds per session")
     synth.add_argument("--rate", type=float, default=2000.0, help="sample rate, Hz")
-    synth.add_argument("--channels", type=int, default=16)
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--channels", type=int, default=16, help="EMG channels")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data)")
     synth.set_defaults(func=cmd_synth)
 
     pre = sub.add_parser("preprocess", help="clean, window and featurise a dataset")
@@ -127,7 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     register_train(sub)
     register_services(sub)
     register_keys(sub)
-    return parser
+    register_export(sub)
+    register_client(sub)
+    register_predict_job(sub)
+    return polish(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     s3_connect_timeout: float = Field(default=10.0, gt=0)
     s3_max_attempts: int = Field(default=5, ge=1)
     log_level: str = "INFO"
+    # LOG_FORMAT: json (one JSON object a line, with the request or job id; compose's default) or text.
+    log_format: Literal["json", "text"] = "text"
+    # A Celery worker serves its job metrics and the queue depths on METRICS_PORT (unset: no server);
+    # the HTTP services serve /metrics on their own port (emgpose.metrics, docs/observability.md).
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "0.0.0.0"
 
     # Services (gateway, workers, inference). Defaults are the embedded local mode of `emgpose up`:
     # SQLite, a local object-store folder and Celery's filesystem transport, no server to install.
@@ -48,6 +54,18 @@ class Settings(BaseSettings):
     predict_memory_mb: float = Field(default=768.0, gt=0)
     predict_timeout_s: float = Field(default=30.0, gt=0)
     body_idle_timeout_s: float = Field(default=30.0, gt=0)  # a request body silent this long is cut (408)
+    # The booster behind Predictor (emgpose.train.compiled): XGBoost's inplace_predict, the booster compiled
+    # to C with gcc (built once per booster into COMPILED_CACHE_DIR, default ~/.cache/emgpose/compiled), or
+    # auto: both timed at load, the faster kept.
+    model_backend: Literal["xgboost", "compiled", "auto"] = "xgboost"
+    compiled_cache_dir: str | None = None
+    # Dynamic batching (emgpose_inference.batching): the windows of concurrent requests and streams go
+    # through one booster call of at most BATCH_MAX_WINDOWS rows; a batch waits at most BATCH_MAX_WAIT_MS
+    # for requests already being read, and never when none is. INFERENCE_WORKERS: uvicorn processes
+    # (emgpose_inference.serve); unset, one per usable CPU (affinity and cgroup quota).
+    batch_max_windows: int = Field(default=64, ge=1)
+    batch_max_wait_ms: float = Field(default=1.0, ge=0)
+    inference_workers: int | None = Field(default=None, ge=1)
     # Where data and models named in requests may live besides STORE_URI (always allowed): s3://bucket/prefix
     # and local folders (/path, file:///path), comma-separated or a JSON list (emgpose.access). Empty: the store only.
     allowed_data_roots: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -71,7 +89,7 @@ class Settings(BaseSettings):
     auth_cache_s: float = Field(default=30.0, ge=0)  # a verified key is trusted this long without a database read
     max_jobs_in_flight_per_key: int = Field(default=8, ge=1)  # queued + running jobs one key may have
 
-    @field_validator("s3_endpoint_url", "redis_url", "auth_pepper", mode="before")
+    @field_validator("s3_endpoint_url", "redis_url", "auth_pepper", "metrics_port", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """``S3_ENDPOINT_URL=`` (compose passes empty values) means unset, not an empty endpoint."""
@@ -92,11 +110,12 @@ class Settings(BaseSettings):
     @classmethod
     def _check_roots(cls, roots: list[str]) -> list[str]:
         """Every root is a usable location (emgpose.access rules), so a typo stops the process at start."""
-        from emgpose.access import parse_root  # noqa: PLC0415 - emgpose.access imports this module's users
-
         roots = [root for root in roots if root]
-        for root in roots:
-            parse_root(root)
+        if roots:  # emgpose.access reaches h5py: only where there is something to check (the quick CLI)
+            from emgpose.access import parse_root  # noqa: PLC0415 - emgpose.access imports this module's users
+
+            for root in roots:
+                parse_root(root)
         return roots
 
     @property

@@ -84,11 +84,18 @@ def test_openapi_and_error_shapes(gateway) -> None:
         "/v1/models/{name}",
         "/v1/models/{name}/versions/{version}",
         "/v1/models/{name}/promote",
+        "/v1/models/{name}/versions/{version}/files/{file}",
+        "/v1/jobs/{job_id}/outputs",
+        "/v1/jobs/{job_id}/outputs/{file}",
+        "/v1/datasets/{dataset_id}/sessions",
+        "/v1/datasets/{dataset_id}/sessions/{name}/samples",
+        "/v1/whoami",
         "/v1/predict",
         "/v1/keys",
         "/v1/keys/{key_id}/revoke",
         "/healthz",
         "/readyz",
+        "/metrics",
     }
     upload = spec["paths"]["/v1/datasets"]["post"]
     assert set(upload["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]) == {"name", "files"}

@@ -24,23 +24,38 @@ from sqlalchemy.orm import sessionmaker
 
 import emgpose
 from emgpose.api import BodyIdleTimeout, document_errors, install_http_errors
+from emgpose.api_docs import install_offline_docs
 from emgpose.auth_http import AuthGate, make_verifier, require
 from emgpose.db.engine import get_engine
 from emgpose.errors import EmgPoseError
 from emgpose.jobs.celery_app import make_celery
 from emgpose.jobs.reaper import Reaper
-from emgpose.logs import setup_logging
+from emgpose.logs import RequestIdMiddleware, server_log_format, setup_logging
+from emgpose.metrics import MetricsMiddleware
 from emgpose.settings import Settings, get_settings
 from emgpose.store import open_store
 from emgpose.train.bundle import Registry
+from emgpose_gateway import metrics as gateway_metrics
 from emgpose_gateway.deadline import DatabaseDeadline, end_database_use, mark_database_use
 from emgpose_gateway.deps import redact
-from emgpose_gateway.routes import datasets, health, jobs, keys, models, predict
+from emgpose_gateway.routes import (
+    datasets,
+    health,
+    job_outputs,
+    jobs,
+    keys,
+    model_files,
+    models,
+    predict,
+    sessions,
+    stream_proxy,
+    web,
+)
 from emgpose_gateway.schemas import ErrorResponse
 
 log = logging.getLogger(__name__)
 
-OPEN_PATHS = ("/healthz", "/readyz")  # everything else needs an API key when AUTH_ENABLED is true
+OPEN_PATHS = ("/healthz", "/readyz", *web.PAGE_PATHS)  # all else needs an API key when AUTH_ENABLED is on
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {
         "model": ErrorResponse,
@@ -102,7 +117,7 @@ def inference_client(settings: Settings) -> httpx.AsyncClient:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
     settings: Settings = app.state.settings
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     engine = get_engine(settings.database_url)
     celery = gateway_celery(settings)
     store = open_store(settings.store_uri, settings)
@@ -139,14 +154,18 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The gateway application; ``settings`` default to the environment's (read here, nothing opened)."""
     settings = settings or get_settings()
+    server_log_format(settings.log_format)
     app = FastAPI(
         title="emgpose gateway",
         version=emgpose.__version__,
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        docs_url=None,  # served offline below (emgpose.api_docs)
+        redoc_url=None,
     )
     app.state.settings = settings
+    install_offline_docs(app)
     app.add_exception_handler(EmgPoseError, project_error)
     app.add_exception_handler(Exception, unexpected_error)
     deadline_s = settings.db_timeout_s + DEADLINE_MARGIN_S
@@ -165,8 +184,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(DatabaseDeadline, deadline_s=deadline_s, database=redact(settings.database_url))
     app.add_middleware(BodyIdleTimeout, timeout_s=settings.body_idle_timeout_s)
     install_http_errors(app)  # validation errors, 404/405/408/413 and client disconnects in the one shape
-    for module, scope in ((datasets, "read"), (jobs, "read"), (models, "read"), (predict, "submit"), (keys, "admin")):
+    app.state.metrics = gateway_metrics.GatewayMetrics()
+    app.add_middleware(RequestIdMiddleware)  # X-Request-ID on log lines, forwarded to inference, answered
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: counts refusals too
+    routers = ((datasets, "read"), (sessions, "read"), (jobs, "read"), (models, "read"), (model_files, "read"))
+    routers += ((job_outputs, "read"),)
+    routers += ((predict, "submit"), (keys, "admin"), (web, "read"), (gateway_metrics, "read"))
+    for module, scope in routers:
         app.include_router(module.router, dependencies=[require(scope)], responses=AUTH_RESPONSES)
+    app.include_router(stream_proxy.router)  # WebSocket: checks its key itself (the stream protocol's errors)
+    app.include_router(web.page)  # the web page and its files: open, the page asks for a key
     app.include_router(health.router)  # open: probes call /healthz and /readyz without a key
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     return app
