@@ -350,6 +350,7 @@ def main() -> None:
     parser.add_argument(
         "--ablation", action="store_true", help="every variant in turn (no calibration), one table of headlines"
     )
+    parser.add_argument("--variants", help="with --ablation: only these variants (names separated by ;)")
     args = parser.parse_args()
     if not (DATA / "uci_lower_limb").exists():
         sys.exit(f"no UCI recordings at {DATA / 'uci_lower_limb'} (set EMGPOSE_SHARED_DATA)")
@@ -360,7 +361,10 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     if args.ablation:
         table = {}
-        for name, variant in VARIANTS.items():
+        chosen = args.variants.split(";") if args.variants else list(VARIANTS)
+        if set(chosen) - set(VARIANTS):
+            sys.exit(f"--variants: unknown {sorted(set(chosen) - set(VARIANTS))}; choose from {sorted(VARIANTS)}")
+        for name, variant in ((n, VARIANTS[n]) for n in chosen):
             print(f"== {name}", flush=True)
             VARIANT = variant
             table[name] = headline(run_parts(parts, args.seconds, args.synth_seconds, calibration_too=False))
