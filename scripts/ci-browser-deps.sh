@@ -17,6 +17,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "ci-browser-deps: installing chromium (apt-get) for the web page's browser tests" >&2
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -q >/dev/null
-$sudo apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core >/dev/null
-chromium --version >&2
+for attempt in 1 2; do  # a mirror hiccup gets a second try; then the browser tests skip, saying why
+  if $sudo apt-get update -q >/dev/null &&
+     $sudo apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core >/dev/null; then
+    chromium --version >&2
+    exit 0
+  fi
+  echo "ci-browser-deps: apt-get failed (attempt $attempt)" >&2
+  sleep 10
+done
+echo "ci-browser-deps: could not install chromium; the browser tests will be skipped" >&2
