@@ -11,8 +11,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from emgpose.api import ErrorResponse
+from emgpose.api_examples import EXAMPLE_CHANNELS, EXAMPLE_EMG, EXAMPLE_SAMPLE_RATE, EXAMPLE_SAMPLES
 
-_EMG_EXAMPLE = [[0.012, -0.003, 0.021], [0.010, -0.001, 0.018], [0.007, 0.002, 0.015]]
+_EMG_EXAMPLE = EXAMPLE_EMG  # one window of 16 channels at 2 kHz: the example succeeds when tried
 
 
 def _examples(*examples: dict[str, Any]) -> ConfigDict:
@@ -25,7 +26,7 @@ def _examples(*examples: dict[str, Any]) -> ConfigDict:
 class PredictRequest(BaseModel):
     """EMG as JSON: one row per sample, one value per channel (the model's channel count and order)."""
 
-    model_config = _examples({"emg": _EMG_EXAMPLE, "sample_rate": 2000.0})
+    model_config = _examples({"emg": _EMG_EXAMPLE, "sample_rate": EXAMPLE_SAMPLE_RATE})
 
     emg: list[list[float]] = Field(description="samples x channels, at least one window of samples")
     sample_rate: float = Field(gt=0, description="Hz; must equal the model's sample rate (no resampling)")
@@ -208,9 +209,14 @@ class InferRequest(BaseModel):
     model_config = _examples(
         {
             "id": "req-1",
-            "parameters": {"sample_rate": 2000},
+            "parameters": {"sample_rate": EXAMPLE_SAMPLE_RATE},
             "inputs": [
-                {"name": "emg", "shape": [3, 3], "datatype": "FP32", "data": [v for r in _EMG_EXAMPLE for v in r]}
+                {
+                    "name": "emg",
+                    "shape": [EXAMPLE_SAMPLES, EXAMPLE_CHANNELS],
+                    "datatype": "FP32",
+                    "data": [v for r in _EMG_EXAMPLE for v in r],
+                }
             ],
         }
     )

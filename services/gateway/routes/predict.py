@@ -26,6 +26,7 @@ import httpx
 from fastapi import APIRouter, Request, Response
 
 from emgpose.api import ClientGone
+from emgpose.api_examples import EXAMPLE_EMG, EXAMPLE_SAMPLE_RATE
 from emgpose.errors import EmgPoseError, TooLarge, Unavailable
 from emgpose.settings import Settings
 from emgpose_gateway.deps import InferenceDep, SettingsDep
@@ -57,7 +58,7 @@ REQUEST_BODY = {
         "content": {
             "application/json": {
                 "schema": {"type": "object"},
-                "example": {"emg": [[0.0] * 16] * 2, "sample_rate": 2000.0},
+                "example": {"emg": EXAMPLE_EMG, "sample_rate": EXAMPLE_SAMPLE_RATE},  # one window
             },
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
         },
