@@ -151,6 +151,7 @@ def test_gateway_serves_its_metrics_and_json_logs(tmp_path: Path, gateway_env: d
     assert [r.status_code for r in listed] == [200, 200] and missing.status_code == 404
     assert listed[0].headers["x-request-id"] == REQUEST_ID
     assert strange.headers["x-request-id"] != "two words\tand a tab"  # not plain: replaced, never echoed
+    assert re.fullmatch("[0-9a-f]{32}", strange.headers["x-request-id"])  # a new id, as long as a UUID
     values = parse_metrics(response.text)
     assert values['emgpose_gateway_requests_total{endpoint="/v1/jobs",method="GET",status="200"}'] == 3
     assert values['emgpose_gateway_requests_total{endpoint="unmatched",method="GET",status="404"}'] == 1
