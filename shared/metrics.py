@@ -79,7 +79,10 @@ def new_registry() -> CollectorRegistry:
     """A registry for one app; with process and GC metrics where one process serves (in multiprocess mode
     those describe only the answering process, so they are left out)."""
     registry = CollectorRegistry()
-    if multiprocess_dir() is None:
+    folder = multiprocess_dir()
+    if folder is not None:  # compose mounts a tmpfs there; run by hand, the folder may not exist yet
+        os.makedirs(folder, exist_ok=True)
+    if folder is None:
         prometheus_client.ProcessCollector(registry=registry)
         prometheus_client.GCCollector(registry=registry)
     return registry

@@ -81,6 +81,8 @@ def stack(
         argv, env = commands[name]
         if name in ports:  # same command, a free port and loopback instead of 8000/8001 on all interfaces
             argv = [str(ports[name]) if w in ("8000", "8001") else "127.0.0.1" if w == "0.0.0.0" else w for w in argv]
+        if "PROMETHEUS_MULTIPROC_DIR" in env:  # compose mounts a fresh tmpfs there, one per container
+            env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp(f"{name}-metrics"))}
         with open(logs / f"{name}.log", "wb") as log:
             return subprocess.Popen(argv, env={**base, **env}, stdout=log, stderr=subprocess.STDOUT)
 
@@ -100,7 +102,7 @@ def stack(
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     try:
         deadline = time.monotonic() + 60
-        for url in (f"{urls['inference']}/healthz", f"{urls['gateway']}/readyz"):
+        for service, url in (("inference", f"{urls['inference']}/healthz"), ("gateway", f"{urls['gateway']}/readyz")):
             while True:
                 dead = {n: p.returncode for n, p in procs.items() if p.poll() is not None}
                 assert not dead, f"exited: {dead}\n" + "\n".join((logs / f"{n}.log").read_text() for n in dead)
@@ -109,7 +111,7 @@ def stack(
                         break
                 except httpx.HTTPError:
                     pass
-                assert time.monotonic() < deadline, f"{url} not ready:\n" + (logs / "gateway.log").read_text()
+                assert time.monotonic() < deadline, f"{url} not ready:\n" + (logs / f"{service}.log").read_text()
                 time.sleep(0.25)
         yield {**urls, "logs": str(logs), "key": key}
     finally:

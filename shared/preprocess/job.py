@@ -18,7 +18,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed, wait
 from datetime import UTC, datetime
 from typing import Any
 
@@ -98,6 +98,9 @@ class _Runner:
         except BaseException:
             for future in futures:
                 future.cancel()
+            # Sessions already running keep writing into the output folder: wait for them, so that the
+            # caller's clean-up of that folder does not race a writer ("Directory not empty").
+            wait(futures)
             raise
         return results
 
