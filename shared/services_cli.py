@@ -13,6 +13,7 @@ from typing import Any
 from tqdm import tqdm
 
 from emgpose.client import Client
+from emgpose.run_upload import record_path, upload_once
 from emgpose.settings import get_settings
 from emgpose.up import Stack, running, serve
 
@@ -104,8 +105,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         say(f"stack up: gateway {stack.gateway_url}, inference {stack.inference_url} (logs in {work / 'logs'})")
         if stack.api_key is not None:
             say(f"admin API key in {stack.key_file} (export EMGPOSE_API_KEY=$(cat {stack.key_file}))")
-        dataset = api.upload_dataset("synthetic", data)
-        say(f"uploaded dataset {dataset['id']}: {dataset['files']} files, {dataset['bytes'] / 1e6:.1f} MB")
+        upload = upload_once(api, "synthetic", data)
+        dataset = upload.dataset
+        size = f"{dataset['files']} files, {(dataset['bytes'] or 0) / 1e6:.1f} MB"
+        if upload.reused:
+            say(f"reused dataset {dataset['id']} ({size}): the files are unchanged since it was uploaded "
+                f"(sha256 {upload.sha256[:12]}, {record_path(data)})")  # fmt: skip
+        else:
+            say(f"uploaded dataset {dataset['id']}: {size}")
         pre = _wait(api, api.submit("preprocess", {"dataset": dataset["id"]}))
         windows = ", ".join(f"{split} {n}" for split, n in sorted(pre["result"]["windows"].items()))
         say(f"preprocess job {pre['id']}: windows {windows} -> dataset {pre['result']['dataset_id']}")
@@ -114,18 +121,37 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = trained["result"]
         say(f"train job {trained['id']}: model {result['model']} version {result['version']} ({result['device']})")
         say(f"  report: {result['report']}")
+        say(f"  plots:  {', '.join(_plot_urls(result)) or 'none'}")
         for group, v in result["metrics"].get("verdict", {}).items():
             beats = "beats" if v["beats_baselines"] else "DOES NOT beat"
             say(f"  {group:<10} {v['metric']} {v['model']:.2f}: {beats} the best baseline ({v['best_baseline']} "
                 f"{v['baseline']:.2f})")  # fmt: skip
         api.wait_for_model(result["version"], stack.inference_url)
-        _predict_demo(api, data, say)
+        _predict_demo(api, data, work / PREDICTIONS_FILE, say)
+    say(f"stack stopped: gateway and inference no longer answer (`MODEL_NAME={args.name} emgpose up --workdir "
+        f"{work}` serves this folder's data and models again)")  # fmt: skip
     return 0
 
 
-def _predict_demo(api: Client, data: Path, say: Any) -> None:
+PREDICTIONS_FILE = "predictions.csv"
+PREVIEW_ROWS = 4
+PREVIEW_JOINTS = 4
+
+
+def _plot_urls(result: dict[str, Any]) -> list[str]:
+    """Where the version's plots are: the report lists them relative to the version's folder."""
+    import json  # noqa: PLC0415
+
+    from emgpose.store import open_store  # noqa: PLC0415
+
+    version = open_store(result["uri"])
+    return [version.url(p) for p in json.loads(version.get_bytes("report.json")).get("plots", [])]
+
+
+def _predict_demo(api: Client, data: Path, out: Path, say: Any) -> None:
     import numpy as np  # noqa: PLC0415
 
+    from emgpose.cli_views import predictions_csv  # noqa: PLC0415
     from emgpose.train.calibrate import read_recording  # noqa: PLC0415
 
     with open(data / "metadata.csv") as fh:
@@ -141,10 +167,14 @@ def _predict_demo(api: Client, data: Path, say: Any) -> None:
     mae = float(np.mean(np.abs(degrees[ok] - truth[ok])))
     say(f"predicted {len(degrees)} windows of {row['filename']} (held-out {row['generalization']}) with "
         f"model version {answer['model_version']}: MAE {mae:.1f} deg against the true angles")  # fmt: skip
-    joints = answer["joints"][:4]
+    out.write_text(predictions_csv(answer))
+    joints = answer["joints"][:PREVIEW_JOINTS]
+    rows = list(range(0, len(degrees), max(1, len(degrees) // PREVIEW_ROWS)))[:PREVIEW_ROWS]
+    say(f"  preview: {len(rows)} of {len(degrees)} windows, {len(joints)} of {len(answer['joints'])} joints "
+        f"(degrees); all of them: {out}")  # fmt: skip
     say("  window end (s)  " + "  ".join(f"{j:>14}" for j in joints))
-    for i in range(0, len(degrees), max(1, len(degrees) // 4))[:4]:
-        say(f"  {ends[i]:14.3f}  " + "  ".join(f"{v:14.1f}" for v in degrees[i, :4]))
+    for i in rows:
+        say(f"  {ends[i]:14.3f}  " + "  ".join(f"{v:14.1f}" for v in degrees[i, : len(joints)]))
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -54,6 +54,12 @@ def test_calibration_publishes_a_new_version_with_the_users_statistics(train_mod
     assert np.all(new.feature_range.low <= base.feature_range.low)
     assert np.all(new.feature_range.high >= base.feature_range.high)
     assert np.mean(new.feature_range.outside(windows.features)) <= np.mean(base.feature_range.outside(windows.features))
+    # The same plots a trained version gets, drawn on the calibration windows, listed in the bundle.
+    plots = {key for key in base.meta["files"] if key.startswith("plots/")}
+    assert plots == {"plots/joint_errors.png", "plots/traces.png"}
+    assert plots <= set(new.meta["files"]) and new.meta["calibration"]["plots"] == sorted(plots)
+    for key in plots:
+        assert registry.store.get_bytes(f"models/hand/{out['version']}/{key}").startswith(b"\x89PNG")
 
 
 def test_calibration_to_another_name_promoted(train_model, train_synth):

@@ -107,6 +107,19 @@ def test_run_goes_through_the_rest_api_from_upload_to_prediction(tmp_path: Path)
     report = out.split("report: ")[-1].split()[0]
     assert json.loads(Path(report.removeprefix("file://")).read_text())["evaluation"]["test"]
     assert (work / "data" / "metadata.csv").is_file() and (work / "emgpose.db").is_file()
+    # Where everything is: the plots, the full predictions CSV behind the preview, the upload's record.
+    plots = out.split("  plots:  ")[1].splitlines()[0].split(", ")
+    assert sorted(Path(p.removeprefix("file://")).name for p in plots) == ["joint_errors.png", "traces.png"]
+    assert all(Path(p.removeprefix("file://")).read_bytes().startswith(b"\x89PNG") for p in plots)
+    preview = re.search(r"preview: 4 of (\d+) windows, 4 of 20 joints \(degrees\); all of them: (\S+)", out)
+    assert preview, out
+    with open(preview.group(2), newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert Path(preview.group(2)) == (work / "predictions.csv").resolve() and len(rows) == int(preview.group(1))
+    assert list(rows[0])[:2] == ["window_end_sample", "t_end_s"] and sum(c.endswith("_deg") for c in rows[0]) == 20
+    uploaded = re.search(r"uploaded dataset ([0-9a-f]{32}): ", out).group(1)
+    assert json.loads((work / "data.upload.json").read_text())["dataset"] == uploaded
+    assert out.strip().splitlines()[-1].startswith("stack stopped: gateway and inference no longer answer")
 
 
 def test_preprocess_of_a_folder_without_metadata_names_metadata_csv(tmp_path: Path) -> None:

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from emgpose.formats.joints import EMG2POSE_JOINTS
-from emgpose.train.plots import plot_confusion, plot_curve, plot_joint_errors, plot_traces
+from emgpose.train.evaluate import session_traces
+from emgpose.train.plots import (
+    break_gaps,
+    plot_confusion,
+    plot_curve,
+    plot_joint_errors,
+    plot_traces,
+    traces_figure,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -138,3 +146,53 @@ def test_plots_leave_pyplot_state_alone(tmp_path):
     plot_curve(tmp_path / "c.png", {"a": ([0, 1], [1, 0])}, "x", "y", "t")
     plot_confusion(tmp_path / "m.png", [[1, 0], [0, 1]], ["a", "b"], "t")
     assert plt.get_fignums() == before
+
+
+def _lines(ax):
+    """(true, pred) y-data per joint, in plotting order (solid then dashed for each joint)."""
+    lines = ax.get_lines()
+    return [(lines[i].get_ydata(), lines[i + 1].get_ydata()) for i in range(0, len(lines), 2)]
+
+
+def test_traces_break_the_line_where_windows_were_dropped():
+    t = np.r_[np.arange(10) * 0.05, 2.0 + np.arange(10) * 0.05]  # 1.55 s of dropped windows after row 9
+    trace = {**_trace("s1", n=20, k=2), "t": t}
+    fig = traces_figure([trace], "gap")
+    (ax,) = fig.axes
+    for true, pred in _lines(ax):
+        assert len(true) == 21 and np.isnan(true[10]) and np.isnan(pred[10])
+        assert np.isfinite(np.delete(true, 10)).all()
+    np.testing.assert_allclose(_lines(ax)[1][0][11:], trace["true"][10:, 1])
+    assert np.isnan(ax.get_lines()[0].get_xdata()[10])
+
+
+def test_traces_without_gaps_are_drawn_unchanged():
+    t = np.arange(30) * 0.05
+    t2, values = break_gaps(t, np.ones((30, 2)))
+    np.testing.assert_array_equal(t2, t)
+    assert values.shape == (30, 2)
+
+
+def test_trace_panels_name_the_joints_they_draw_in_every_session():
+    names = list(EMG2POSE_JOINTS)
+    rng = np.random.default_rng(3)
+    ring_dip, ring_mcp = names.index("RING_DIP_FE"), names.index("RING_MCP_FE")
+    sessions = []
+    for s, (big, second) in enumerate([(ring_dip, ring_mcp), (ring_mcp, ring_dip)]):
+        t = 100.0 + np.arange(200) * 0.05
+        y = rng.normal(scale=0.01, size=(200, len(names)))
+        y[:, big] += 0.8 * np.sin(t)
+        y[:, second] += 0.6 * np.cos(t)
+        y[:, names.index("THUMB_IP_FE")] += 0.3 * np.sin(2 * t)
+        sessions.append((f"s{s}", t, y, y + 0.01))
+    traces = session_traces(sessions, names)
+    assert [tr["joints"] for tr in traces] == [["RING_DIP_FE", "RING_MCP_FE", "THUMB_IP_FE"]] * 2
+    fig = traces_figure(traces, "named")
+    for ax, (name, _, y, pred) in zip(fig.axes, sessions, strict=True):
+        joints = traces[0]["joints"]
+        assert ax.get_title() == f"{name}: {', '.join(joints)}  (solid: true, dashed: predicted)"
+        assert [text.get_text() for text in ax.get_legend().get_texts()] == joints
+        for joint, (true_line, pred_line) in zip(joints, _lines(ax), strict=True):
+            np.testing.assert_allclose(true_line, np.degrees(y[:, names.index(joint)]))
+            np.testing.assert_allclose(pred_line, np.degrees(pred[:, names.index(joint)]))
+    assert all(tr["t"][0] == 0.0 and tr["t"][-1] <= 20.0 for tr in traces)

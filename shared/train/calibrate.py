@@ -20,6 +20,7 @@ model's error on the same windows, so a user can tell whether it helped.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,10 +37,11 @@ from emgpose.preprocess.normalize import NormStats, RunningStats
 from emgpose.preprocess.signal import CausalChain
 from emgpose.preprocess.windows import WindowStream
 from emgpose.store import open_store
-from emgpose.train import boost
+from emgpose.train import boost, metrics
 from emgpose.train.bundle import Bundle, check_name, new_version, parse_model_ref
 from emgpose.train.coverage import FeatureRange
-from emgpose.train.evaluate import Task
+from emgpose.train.evaluate import MODEL, Task, draw_plots, session_traces
+from emgpose.train.smoothing import Smoother
 
 log = logging.getLogger(__name__)
 
@@ -427,14 +429,18 @@ def calibrate(
         "base_error": round(cal.base_error, 4),
         "rule": f"blocked cross-validation in time, {CV_FOLDS} blocks per recording; the lowest {measure} wins",
     }
+    own = _per_recording(bundle, parts, cal.stats)
     if bundle.feature_range is not None:  # the trees have now seen the user's windows too
-        user_range = FeatureRange.fit(_join(_per_recording(bundle, parts, cal.stats)).features)
+        user_range = FeatureRange.fit(_join(own).features)
         meta["feature_range"] = (
             user_range if cal.chosen.strategy == "refit" else bundle.feature_range.union(user_range)
         ).to_dict()
     version = new_version()
     meta["version"] = version
-    ref.registry.publish(meta, cal.booster, {}, promote=promote)
+    with tempfile.TemporaryDirectory(prefix="emgpose-calibration-plots-") as tmp:
+        files = calibration_plots(tmp, bundle, parts, cal, own)
+        meta["calibration"]["plots"] = sorted(files)
+        ref.registry.publish(meta, cal.booster, files, promote=promote)
     log.info(
         "calibrated %s %s on %s -> %s %s (%s, %s statistics, %d rounds)", bundle.name, bundle.version, sources,
         target, version, cal.chosen.strategy, cal.chosen.statistics, cal.chosen.rounds,
@@ -452,6 +458,39 @@ def calibrate(
         "measure": measure,
         "base_error": round(cal.base_error, 4),
     }
+
+
+def calibration_plots(
+    outdir: str, bundle: Bundle, parts: list[Recording], cal: Calibration, own: list[Windows]
+) -> dict[str, str]:
+    """The plots a trained version gets (:func:`emgpose.train.evaluate.draw_plots`), drawn on the
+    calibration windows: the calibrated model (``own``: windows under its statistics) against the base
+    model (under the base's). These are the windows it was fitted on, so they show the fit and what
+    calibration changed, not held-out accuracy (that is ``calibration.chosen.cv_error``). Answers are
+    smoothed per recording as deployed. Returns store key (relative) -> local path."""
+    task = Task(bundle.task, bundle.joint_names or bundle.class_names, bundle.stats)
+    alpha = bundle.smoothing.alpha
+    labels = {MODEL: (cal.booster, own), "base": (bundle.booster, _per_recording(bundle, parts, bundle.stats))}
+    answers = {
+        label: [Smoother(alpha)(task.booster_predictor(booster)(w.features)) for w in windows]
+        for label, (booster, windows) in labels.items()
+    }
+    truth = _join(own)
+    if task.kind == "regression":
+        overall = {k: metrics.regression_metrics(truth.y, np.concatenate(v), task.names) for k, v in answers.items()}
+    else:
+        overall = {
+            k: metrics.classification_metrics(truth.label, np.concatenate(v), task.names) for k, v in answers.items()
+        }
+    traces = []
+    if task.kind == "regression":
+        sessions = [
+            (Path(part.source).stem, w.t_end, w.y, pred)
+            for part, w, pred in zip(parts, own, answers[MODEL], strict=True)
+        ]
+        traces = session_traces(sessions, task.names)
+    pngs = draw_plots(os.path.join(outdir, "plots"), task, overall, traces, "calibration windows")
+    return {f"plots/{os.path.basename(p)}": p for p in pngs}
 
 
 def calibration_curve(

@@ -178,45 +178,72 @@ def write_plots(
     if chosen is None:
         return []
     name, scores = chosen
+    traces: list[dict[str, Any]] = []
+    if task.kind == "regression":
+        held = table.take(split.rows(name))
+        sessions = []
+        for session in list(dict.fromkeys(held.ids["session"]))[:TRACE_SESSIONS]:
+            part = held.take(held.ids["session"] == session)
+            sessions.append((str(session), part.t_end, part.y, run_model(models[MODEL], part)))
+        traces = session_traces(sessions, task.names)
+    return draw_plots(outdir, task, scores["overall"], traces, f"{name} sessions")
+
+
+TRACE_SESSIONS = 3  # panels in traces.png
+TRACE_JOINTS = 3  # joints per panel
+TRACE_SECONDS = 20.0  # of each session, from its first window
+
+
+def draw_plots(
+    outdir: str, task: Task, overall: dict[str, dict[str, Any]], traces: list[dict[str, Any]], where: str
+) -> list[str]:
+    """The report's PNGs from scores already computed: ``joint_errors.png`` (MAE per joint, one bar per
+    model in ``overall``) and ``traces.png`` (``traces``, from :func:`session_traces`) for regression,
+    ``confusion.png`` of the model for classification. ``where`` names the windows in the titles.
+    Training's held-out sessions and calibration's windows both go through here."""
     os.makedirs(outdir, exist_ok=True)
-    held = table.take(split.rows(name))
     files = []
     if task.kind == "regression":
-        errors = {
-            label: {j: s["mae_deg"] for j, s in result["per_joint"].items()}
-            for label, result in scores["overall"].items()
-        }
+        errors = {label: {j: s["mae_deg"] for j, s in result["per_joint"].items()} for label, result in overall.items()}
         files.append(
-            plots.plot_joint_errors(os.path.join(outdir, "joint_errors.png"), errors, f"MAE per joint ({name})")
+            plots.plot_joint_errors(os.path.join(outdir, "joint_errors.png"), errors, f"MAE per joint ({where})")
         )
-        traces = _traces(held, models[MODEL], task.names)
         if traces:
-            title = f"predicted (dashed) vs true angles, {name} sessions"
+            title = f"predicted (dashed) vs true angles, {where}"
             files.append(plots.plot_traces(os.path.join(outdir, "traces.png"), traces, title))
     else:
-        confusion = scores["overall"][MODEL]["confusion"]
-        files.append(plots.plot_confusion(os.path.join(outdir, "confusion.png"), confusion, task.names, f"{name}"))
+        confusion = overall[MODEL]["confusion"]
+        files.append(plots.plot_confusion(os.path.join(outdir, "confusion.png"), confusion, task.names, where))
     return files
 
 
-def _traces(held: WindowTable, model: Predict, names: list[str], sessions: int = 3, seconds: float = 20.0) -> list:
-    """Up to ``sessions`` sessions' first ``seconds``: the three joints that move most, in degrees."""
-    out = []
-    for session in list(dict.fromkeys(held.ids["session"]))[:sessions]:
-        part = held.take(held.ids["session"] == session)
-        t = part.t_end - part.t_end[0]
-        part = part.take(t <= seconds)
-        if len(part) < 2:
-            continue
-        top = np.argsort(-np.std(part.y, axis=0))[: min(3, len(names))]
-        pred = run_model(model, part)
-        out.append(
-            {
-                "name": str(session),
-                "t": part.t_end - part.t_end[0],
-                "true": np.degrees(part.y[:, top]),
-                "pred": np.degrees(pred[:, top]),
-                "joints": [names[i] for i in top],
-            }
-        )
-    return out
+def session_traces(
+    sessions: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+    names: list[str],
+    joints: int = TRACE_JOINTS,
+    seconds: float = TRACE_SECONDS,
+) -> list[dict[str, Any]]:
+    """Traces for :func:`plots.plot_traces` from ``(name, t_end, true, pred)`` per session (radians,
+    rows in time order): each session's first ``seconds``, in degrees, of the ``joints`` joints that
+    move most over all the sessions together. One choice for every panel, so a joint keeps its name,
+    colour and legend entry from panel to panel."""
+    cut = []
+    for name, t_end, true, pred in sessions:
+        t = np.asarray(t_end, dtype=np.float64) - float(t_end[0]) if len(t_end) else np.asarray(t_end)
+        keep = t <= seconds
+        if keep.sum() >= 2:
+            cut.append((name, t[keep], np.asarray(true)[keep], np.asarray(pred)[keep]))
+    if not cut:
+        return []
+    spread = np.std(np.concatenate([true for _, _, true, _ in cut]), axis=0)
+    top = np.argsort(-spread, kind="stable")[: min(joints, len(names))]
+    return [
+        {
+            "name": name,
+            "t": t,
+            "true": np.degrees(true[:, top]),
+            "pred": np.degrees(pred[:, top]),
+            "joints": [names[i] for i in top],
+        }
+        for name, t, true, pred in cut
+    ]

@@ -73,25 +73,48 @@ def _trace_arrays(trace: dict, index: int) -> tuple[str, np.ndarray, np.ndarray,
     return str(trace["name"]), t, true, pred, joints
 
 
+def break_gaps(t: np.ndarray, *series: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``t`` and each ``(n, k)`` series with a NaN row inserted wherever consecutive windows lie further
+    apart than one stride, so a line stops at windows preprocessing dropped instead of bridging them.
+    The stride is the smallest step between windows (kept neighbours are exactly one stride apart)."""
+    steps = np.diff(t)
+    positive = steps[steps > 0]
+    if positive.size == 0:
+        return (t, *series)
+    gaps = np.flatnonzero(steps > 1.5 * positive.min()) + 1
+    return (
+        np.insert(t, gaps, np.nan),
+        *(np.insert(np.asarray(s, dtype=np.float64), gaps, np.nan, axis=0) for s in series),
+    )
+
+
 def plot_traces(path: str | os.PathLike, traces: list[dict], title: str) -> str:
-    """One row per session: true (solid) and predicted (dashed) angles in degrees against seconds."""
+    """Writes :func:`traces_figure` to ``path``."""
+    return _save(traces_figure(traces, title), path)
+
+
+def traces_figure(traces: list[dict], title: str) -> Figure:
+    """One row per session: true (solid) and predicted (dashed) angles in degrees against seconds; the
+    panel's title names the session and its joints, in the order of ``trace["joints"]`` (which are also
+    the legend's labels and the colours C0, C1, ...). Lines break where windows were dropped."""
     if not traces:
         raise InvalidInput("traces must hold at least one trace; got none")
     parsed = [_trace_arrays(trace, i) for i, trace in enumerate(traces)]
     fig = _figure(10.0, 0.6 + 2.2 * len(parsed))
     axes = fig.subplots(len(parsed), 1, squeeze=False)[:, 0]
     for ax, (name, t, true, pred, joints) in zip(axes, parsed, strict=True):
+        t, true, pred = break_gaps(t, true, pred)
         for j, joint in enumerate(joints):
             colour = f"C{j % 10}"
             ax.plot(t, true[:, j], color=colour, linestyle="-", linewidth=1.0, label=joint)
             ax.plot(t, pred[:, j], color=colour, linestyle="--", linewidth=1.0)
-        ax.set_title(f"{name}  (solid: true, dashed: predicted)", fontsize=9)
+        ax.set_title(f"{name}: {', '.join(joints)}  (solid: true, dashed: predicted)", fontsize=9)
         ax.set_xlabel("seconds")
         ax.set_ylabel("degrees")
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
         ax.grid(alpha=0.3)
     fig.suptitle(title)
-    return _save(fig, path)
+    return fig
 
 
 def plot_joint_errors(path: str | os.PathLike, errors: dict[str, dict[str, float]], title: str) -> str:
