@@ -1,6 +1,6 @@
-"""Every request example in the inference service's OpenAPI document, and the gateway's /v1/predict example,
-posted as written to the real services (the inference service over real HTTP, the gateway proxying to it):
-each succeeds and answers exactly one window (the examples are one window of the emg2pose layout)."""
+"""Every request example of both OpenAPI documents, posted as written to the real services: the inference
+service's and the gateway's /v1/predict examples answer exactly one window (they are one window of the
+emg2pose layout); every job example is accepted (202) once the datasets and model it names exist."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ import pytest
 from gateway_support import publish_tiny, serve_gateway
 from servers import UvicornThread
 
+from emgpose.db.engine import session_scope
+from emgpose.db.models import Dataset
 from emgpose.settings import Settings
 
-pytest_plugins = ["gateway_fixtures"]  # fixtures: pg_url
+pytest_plugins = ["gateway_fixtures"]  # fixtures: pg_url, gateway, synth_folder
 
 VERSION = "20261121T120000Z-aaaaaa"
 
@@ -65,3 +67,23 @@ def test_every_example_succeeds_when_tried(monkeypatch: pytest.MonkeyPatch, tmp_
             answer = client.post("/v1/predict", json=predict[0])
     assert answer.status_code == 200, answer.text[:300]
     assert windows_in(answer.json()) == 1
+
+
+def test_every_job_example_is_accepted(gateway, synth_folder: Path) -> None:
+    with gateway.client() as client:
+        examples = client.get("/openapi.json").json()["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]
+    examples = examples["application/json"]["examples"]
+    assert set(examples) >= {"preprocess", "train", "evaluate", "benchmark", "predict"}
+    named = {e["value"]["params"].get("dataset") for e in examples.values()} - {None}
+    kinds = {e["value"]["params"].get("dataset"): e["value"]["type"] for e in examples.values()}
+    with session_scope(gateway.settings.database_url) as session:  # the datasets the examples name
+        for dataset in named:
+            raw = kinds[dataset] in ("preprocess", "predict", "benchmark")
+            uri = synth_folder.as_uri() if raw else f"{gateway.settings.store_uri}/preprocessed/pre"
+            kind = "raw" if raw else "preprocessed"
+            session.add(Dataset(id=dataset, name="lab", kind=kind, source="registered", uri=uri, state="ready"))
+    publish_tiny(gateway.settings.store_uri, "hand", VERSION, "2026-11-21T12:00:00+00:00", mae=12.0)
+    with gateway.client() as client:
+        for name, example in examples.items():
+            response = client.post("/v1/jobs", json=example["value"])
+            assert response.status_code == 202, f"example {name}: {response.status_code} {response.text[:300]}"

@@ -61,10 +61,13 @@ EXAMPLES = {
         "value": {"type": "preprocess", "params": {"dataset": "3f2a9c0e5b7d4e1f8a6b2c3d4e5f6a7b"}},
     },
     "preprocess-config": {
-        "summary": "Preprocess a registered prefix with other windows",
+        "summary": "Preprocess with other windows (a dataset id, or a location inside ALLOWED_DATA_ROOTS)",
         "value": {
             "type": "preprocess",
-            "params": {"dataset": "s3://emgpose/raw/lab", "config": {"window": {"length": 300, "stride": 60}}},
+            "params": {
+                "dataset": "3f2a9c0e5b7d4e1f8a6b2c3d4e5f6a7b",
+                "config": {"window": {"length": "150ms", "stride": "30ms"}},
+            },
         },
     },
     "train": {
