@@ -45,7 +45,7 @@ TINY = BoostConfig(num_rounds=5, max_depth=3, nthread=1)
 CLASSES = ("rest", "fist", "open")
 # A loaded 2-core machine can starve a heartbeat for a few seconds: a little more room than FAST gives.
 TIMING = {**FAST, "HEARTBEAT_TIMEOUT_S": "6", "REAPER_MAX_REQUEUES": "8"}
-LONG_FILES, LONG_SECONDS = 24, 25.0  # 10 min of EMG: seconds of work even on a quiet machine, to stop mid-way
+LONG_FILES, LONG_SECONDS = 60, 25.0  # 25 min of EMG: seconds of work even on a quiet machine, to stop mid-way
 
 
 @dataclass
