@@ -188,18 +188,7 @@ def continue_training(
     """Boosts ``rounds`` more rounds on the user's windows (``init=False``: from scratch, to compare)."""
     if len(windows.features) < 2:
         raise InvalidInput("the calibration recording yields fewer than 2 usable windows; record longer")
-    params = {**bundle.meta.get("training", {}).get("params", {}), "device": device}
-    config = boost.BoostConfig.from_dict({**params, "num_rounds": rounds, "learning_rate": learning_rate})
-    task = Task(bundle.task, bundle.joint_names or bundle.class_names, bundle.stats)
-    y = task.stats.scale_targets(windows.y).astype(np.float32) if bundle.task == "regression" else windows.label
-    return boost.fit(
-        config,
-        bundle.task,
-        windows.features,
-        y,
-        num_class=len(bundle.class_names) if bundle.task == "classification" else 0,
-        init_model=bundle.booster if init else None,
-    )
+    return _fit(bundle, windows, rounds, learning_rate, device, init)
 
 
 def read_calibration(recordings: str | list[str], seconds: float | None) -> list[Recording]:
